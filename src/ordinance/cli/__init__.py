@@ -1,0 +1,1 @@
+"""The ``ordinance`` command line."""

@@ -1,0 +1,49 @@
+"""Options and output helpers shared by every command."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+__all__ = ["StoreOpt", "JsonOpt", "console", "err_console", "usage_error", "open_store_or_exit"]
+
+StoreOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--store",
+        envvar="ORDINANCE_STORE",
+        help="Store URL: a SQLite file path (default .ordinance/ordinance.db) or postgresql://… [env: ORDINANCE_STORE]",
+        show_envvar=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON alone on stdout.")]
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def usage_error(message: str) -> NoReturn:
+    """One clear line on stderr, exit 2 (§12)."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(2)
+
+
+def open_store_or_exit(url: str | None, **options):
+    from ..store import StoreError, open_store
+
+    try:
+        return open_store(url, **options)
+    except StoreError as exc:
+        usage_error(f"cannot open store {url or '(default)'}: {exc}")
+    except ImportError as exc:  # pragma: no cover - a broken install
+        usage_error(f"store backend unavailable: {exc}")
+
+
+def write_json(obj) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()

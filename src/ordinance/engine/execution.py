@@ -1,0 +1,667 @@
+"""One admitted execution: scheduling, attempts, hard timeouts and the outcome rule sets (CONTRACT §5, §7).
+
+Durability: a step's start records are committed before its action runs. Commits are
+grouped: every record appended in one event-loop turn goes into one transaction, so in a
+chain a step's completion and its successor's start cost one durable commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable
+
+from pydantic import ValidationError
+
+from ..actions.registry import ActionContext, ActionFailure, ActionSpec, StateSnapshot, payload_errors
+from ..contract.canonical import canonical_bytes, digest
+from ..contract.errors import SEVERITY_RANK, ErrorCode, ErrorSeverity
+from ..contract.models import (
+    CompensationStatus, CompensationType, ExecutionContext, ExecutionError, OnFailure, OperationReceipt, Plan,
+    PlanResult, PlanStatus,
+)
+from ..store.base import ExecutionUpdate, StoreError, WriteBatch
+from .bindings import BindingError, apply_bindings
+from .clock import monotonic, now_ms
+from .events import make_event
+from .journal import ChainWriter, step_record
+from .run_base import JournaledRun
+from .outcome import RULE_SETS, check_result, pick_error
+from .state import EMPTY_STATE_DIGEST, StepState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Engine
+
+__all__ = ["Execution", "RunSettings", "AttemptTimeout"]
+
+log = logging.getLogger("ordinance.engine")
+
+
+class AttemptTimeout(Exception):
+    """An attempt reached its step's timeout_ms and was hard-stopped."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Per-execution settings resolved by the engine (never taken from the plan)."""
+
+    workspace: str
+    reject_symlinks: bool = True
+    protected_paths: tuple[str, ...] = (".git/", ".ordinance/")
+    nesting_depth: int = 0
+    principal_user: str | None = None
+    envelope: Any = None  # governance.Envelope in force
+    authorization: bool = False
+    principal: Any = None  # contract Principal for nested runs
+    on_event: Callable[[dict[str, Any]], Any] | None = None
+
+
+class _Halt(Exception):
+    pass
+
+
+class Execution(JournaledRun):
+    """Runs one admitted plan to its terminal PlanResult."""
+
+    def __init__(
+        self,
+        engine: "Engine",
+        plan: Plan,
+        context: ExecutionContext,
+        *,
+        plan_digest: str,
+        run_id: str,
+        settings: RunSettings,
+        writer: ChainWriter,
+        batch: WriteBatch,
+        deadline_ms: int,
+    ) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.plan = plan
+        self.context = context
+        self.plan_digest = plan_digest
+        self.run_id = run_id
+        self.settings = settings
+        self.writer = writer
+        self.batch = batch
+        self.deadline_ms = deadline_ms
+        self.execution_id = context.execution_id
+        self.env_view = MappingProxyType(dict(context.environment))
+        self.states: list[StepState] = []
+        self.by_id: dict[str, StepState] = {}
+        for i, step in enumerate(plan.steps):
+            st = StepState(i, step, engine.registry.get(step.action), plan.step_timeout_ms(step))
+            self.states.append(st)
+            self.by_id[step.id] = st
+        self.outputs: dict[str, Any] = {}
+        self.halting_error: ExecutionError | None = None
+        self.running: dict[asyncio.Task, StepState] = {}
+        self._completion_counter = 0
+        self._flush_future: asyncio.Future | None = None
+        self._store_failed: StoreError | None = None
+        self._event_seq = 0
+        self.started_at = context.started_at
+        self.plan_id = plan.id
+        self.on_event = settings.on_event
+
+    # -- main entry ------------------------------------------------------------------------------------------------
+    async def run(self) -> PlanResult:
+        self.engine._active[self.execution_id] = self
+        try:
+            self.record("execution.started", {"deadline_ms": self.deadline_ms, "max_parallel": self.plan.max_parallel})
+            self.emit("execution_started", {"deadline_ms": self.deadline_ms})
+            try:
+                await self.durable()
+                await self._schedule()
+            except asyncio.CancelledError:
+                # Cancelled from outside (a parent's step timeout, a shutdown): close the execution properly, then
+                # let the cancellation go on.
+                self._abort_internal("the execution was cancelled", reason="cancelled")
+                await self.finish()
+                raise
+            except StoreError as exc:
+                self._abort_internal(f"store write failed: {exc}", reason="store_error")
+            except Exception as exc:  # noqa: BLE001 - an engine fault ends the execution, never a traceback
+                log.exception("internal error in execution %s", self.execution_id)
+                self._abort_internal(f"internal error: {type(exc).__name__}: {exc}")
+            return await self.finish()
+        finally:
+            self.engine._active.pop(self.execution_id, None)
+
+    def _abort_internal(self, message: str, *, reason: str = "internal_error") -> None:
+        if self.halting_error is None or self.halting_error.error_code is not ErrorCode.EXECUTION_ABORTED:
+            self.halting_error = ExecutionError.of(
+                ErrorCode.EXECUTION_ABORTED, message, occurred_at=now_ms(), details={"reason": reason}
+            )
+
+    # -- scheduling (§5.1, §5.2) -------------------------------------------------------------------------------
+    async def _schedule(self) -> None:
+        plan = self.plan
+        remaining = [len(st.step.depends_on) for st in self.states]
+        dependents: list[list[int]] = [[] for _ in self.states]
+        for st in self.states:
+            for dep in st.step.depends_on:
+                dependents[self.by_id[dep].index].append(st.index)
+        ready = [st.index for st in self.states if remaining[st.index] == 0]
+        heapq.heapify(ready)
+        limit = plan.max_parallel
+        while True:
+            while ready and len(self.running) < limit:
+                st = self.states[heapq.heappop(ready)]
+                st.status = "running"
+                task = asyncio.get_running_loop().create_task(self._run_step(st))
+                self.running[task] = st
+            if not self.running:
+                return
+            left = (self.deadline_ms - now_ms()) / 1000.0
+            if left <= 0:
+                self._plan_timeout()
+                return
+            done, _ = await asyncio.wait(self.running.keys(), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                if now_ms() >= self.deadline_ms:
+                    self._plan_timeout()
+                    return
+                continue
+            for task in sorted(done, key=lambda t: self.running[t].index):
+                st = self.running.pop(task)
+                exc = task.exception() if not task.cancelled() else None
+                if exc is not None:
+                    if isinstance(exc, StoreError):
+                        raise exc
+                    raise exc
+                if st.status == "succeeded":
+                    for d in dependents[st.index]:
+                        remaining[d] -= 1
+                        if remaining[d] == 0:
+                            heapq.heappush(ready, d)
+                elif st.status == "skipped":
+                    self._mark_not_run(st, dependents)
+                elif st.status == "failed":
+                    if self.halting_error is None:
+                        self.halting_error = st.error
+            if self.halting_error is not None:
+                return
+            if self._store_failed is not None:
+                raise self._store_failed
+
+    def _mark_not_run(self, origin: StepState, dependents: list[list[int]]) -> None:
+        """§5.2 skip: every transitive dependent of a skipped step is not_run (in plan order)."""
+        seen: set[int] = set()
+        stack = list(dependents[origin.index])
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            stack.extend(dependents[i])
+        for i in sorted(seen):
+            st = self.states[i]
+            if st.status == "pending":
+                st.status = "not_run"
+                self.record(
+                    "step.not_run",
+                    step_record(action=st.step.action, status="not_run", started_at=None, reason=f"dependency {origin.id} was skipped"),
+                    step_id=st.id,
+                )
+
+    def _plan_timeout(self) -> None:
+        self.halting_error = ExecutionError.of(
+            ErrorCode.PLAN_TIMEOUT,
+            f"the plan's effective deadline passed ({self.deadline_ms - self.started_at} ms after start); in-flight steps were stopped",
+            occurred_at=now_ms(),
+            details={"deadline_ms": self.deadline_ms, "in_flight": [st.id for st in self._in_flight()]},
+        )
+
+    def _in_flight(self) -> list[StepState]:
+        return sorted(self.running.values(), key=lambda s: s.index)
+
+    # -- one step: attempts, retries (§5.2, §1.2) --------------------------------------------------------------
+    async def _run_step(self, st: StepState) -> None:
+        step = st.step
+        policy = step.effective_retry_policy
+        max_attempts = policy.max_attempts if policy else 1
+        attempt = 0
+        try:
+            payload = apply_bindings(step.payload, step.inputs, self.outputs) if step.inputs else step.payload
+        except BindingError as exc:
+            self._fail_step(st, ExecutionError.of(
+                ErrorCode.INVALID_PAYLOAD, f"binding failed: {exc}", occurred_at=now_ms(), step_id=st.id,
+            ))
+            return
+        st.resolved_payload = payload
+        while True:
+            attempt += 1
+            if attempt > 1:
+                assert policy is not None
+                delay = policy.delay_before(attempt)
+                if now_ms() + delay >= self.deadline_ms:
+                    break
+                self.record(
+                    "step.retry_scheduled", {"next_attempt": attempt, "delay_ms": delay,
+                                             "previous_error": st.error.error_code.value if st.error else None},
+                    step_id=st.id, attempt=attempt,
+                )
+                self.emit("step_retry_scheduled", {"attempt": attempt, "delay_ms": delay}, step_id=st.id)
+                if delay:
+                    await asyncio.sleep(delay / 1000.0)
+            ok = await self._attempt(st, attempt, payload)
+            if ok:
+                return
+            err = st.error
+            assert err is not None
+            if not (
+                policy is not None
+                and err.error_code.value in policy.retry_on
+                and err.recoverable
+                and attempt < max_attempts
+            ):
+                break
+        # Out of attempts or not retryable: halt, or skip (§5.2).
+        assert st.error is not None
+        self._fail_step(st, st.error)
+
+    def _fail_step(self, st: StepState, error: ExecutionError) -> None:
+        st.completed_at = st.completed_at or now_ms()
+        if st.step.on_failure is OnFailure.SKIP:
+            st.status = "skipped"
+            st.error = error.model_copy(update={"severity": ErrorSeverity.WARN})
+            self.record(
+                "step.skipped",
+                step_record(action=st.step.action, status="skipped", started_at=st.started_at,
+                            completed_at=st.completed_at, error_message=error.message, error_code=error.error_code.value),
+                step_id=st.id,
+            )
+            self.emit("step_skipped", {"error_code": error.error_code.value, "message": error.message}, step_id=st.id)
+        else:
+            st.status = "failed"
+            st.error = error
+            self.record(
+                "step.failed",
+                step_record(action=st.step.action, status="failed", started_at=st.started_at,
+                            completed_at=st.completed_at, error_message=error.message, error_code=error.error_code.value),
+                step_id=st.id,
+            )
+
+    def _action_context(self, st: StepState, attempt: int, action: str, timeout_ms: int) -> ActionContext:
+        s = self.settings
+        return ActionContext(
+            execution_id=self.execution_id,
+            plan_id=self.plan.id,
+            step_id=st.id,
+            attempt=attempt,
+            action=action,
+            workspace=s.workspace,
+            environment=self.env_view,
+            deadline_ms=min(self.deadline_ms, now_ms() + timeout_ms),
+            principal_user=s.principal_user,
+            reject_symlinks=s.reject_symlinks,
+            protected_paths=s.protected_paths,
+            nesting_depth=s.nesting_depth,
+            runtime=self,
+        )
+
+    async def _attempt(self, st: StepState, attempt: int, payload: dict[str, Any]) -> bool:
+        """One attempt; True if it succeeded. Sets st.error on failure."""
+        spec = st.spec
+        assert spec is not None
+        step = st.step
+        st.attempts = attempt
+        started = now_ms()
+        if st.started_at is None:
+            st.started_at = started
+        try:
+            parsed = spec.parse_payload(payload)
+        except ValidationError:
+            problems = payload_errors(spec, payload)
+            st.error = ExecutionError.of(
+                ErrorCode.INVALID_PAYLOAD, f"payload does not fit {spec.name}: " + "; ".join(problems),
+                occurred_at=started, step_id=st.id, details={"problems": problems},
+            )
+            return False
+        key = digest({"plan_id": self.plan.id, "step_id": st.id, "action": spec.name, "payload": payload})
+        ctx = self._action_context(st, attempt, spec.name, st.timeout_ms)
+
+        # §7.2 idempotency: a key with a succeeded receipt is replayed, not run again.
+        if spec.idempotent:
+            prior = self.store.find_receipt(key)
+            if prior is not None:
+                return self._replay(st, attempt, key, prior, started)
+
+        pre = self._probe(spec, payload, ctx)
+        st.in_attempt = True
+        self.record(
+            "step.attempt_started",
+            step_record(action=spec.name, status="running", started_at=started, pre_state_hash=pre.digest,
+                        idempotency_key=key, timeout_ms=st.timeout_ms),
+            step_id=st.id, attempt=attempt,
+        )
+        self.emit("step_started", {"attempt": attempt, "action": spec.name}, step_id=st.id)
+        await self.durable()  # the start is durable before the action runs (§5.8)
+
+        error: ExecutionError | None = None
+        output: Any = None
+        status = "succeeded"
+        try:
+            output = await self._call(spec, parsed, ctx, st.timeout_ms)
+            canonical_bytes(output)  # must be JSON (no NaN, no objects)
+        except AttemptTimeout:
+            status = "timed_out"
+            error = ExecutionError.of(
+                ErrorCode.STEP_TIMEOUT, f"attempt {attempt} ran past its timeout of {st.timeout_ms} ms and was stopped",
+                occurred_at=now_ms(), step_id=st.id, details={"timeout_ms": st.timeout_ms, "attempt": attempt},
+            )
+        except asyncio.CancelledError:
+            st.in_attempt = False
+            self._record_cancelled_attempt(st, attempt, spec, key, pre)
+            raise
+        except ActionFailure as exc:
+            status = "failed"
+            error = ExecutionError.of(
+                ErrorCode.STEP_FAILED, exc.message or "action failed", occurred_at=now_ms(), step_id=st.id,
+                recoverable=exc.recoverable, details={"attempt": attempt, **exc.details},
+            )
+        except (TypeError, ValueError) as exc:
+            status = "failed"
+            error = ExecutionError.of(
+                ErrorCode.STEP_FAILED, f"{type(exc).__name__}: {exc}", occurred_at=now_ms(), step_id=st.id,
+                details={"attempt": attempt, "exception": type(exc).__name__},
+            )
+        except Exception as exc:  # noqa: BLE001 - an action's exception is a step failure
+            status = "failed"
+            error = ExecutionError.of(
+                ErrorCode.STEP_FAILED, f"{type(exc).__name__}: {exc}", occurred_at=now_ms(), step_id=st.id,
+                details={"attempt": attempt, "exception": type(exc).__name__},
+            )
+        st.in_attempt = False
+        finished = now_ms()
+        post = self._probe(spec, payload, ctx)
+        ctype, ccmd = self._compensation_of(st)
+        receipt = OperationReceipt(
+            operation_id="op_" + digest({"execution_id": self.execution_id, "step_id": st.id, "attempt": attempt})[7:39],
+            execution_id=self.execution_id, step_id=st.id, attempt=attempt, timestamp=finished, action=spec.name,
+            idempotency_key=key, pre_state_hash=pre.digest, post_state_hash=post.digest, compensation_type=ctype,
+            compensation_command=ccmd, compensation_verified=False, status=status,
+        )
+        stored = receipt.model_dump(mode="json")
+        stored["output"] = output if status == "succeeded" else None
+        stored["payload"] = payload
+        stored["snapshot"] = {"digest": pre.digest, "restore": pre.restore}
+        self.batch.receipts.append(stored)
+        st.receipt = receipt
+        st.completed_at = finished
+        if error is None:
+            st.status = "succeeded"
+            st.output = output
+            st.error = None
+            st.snapshot = pre
+            self.outputs[st.id] = output
+            self._completion_counter += 1
+            st.completion_order = self._completion_counter
+            self.record(
+                "step.attempt_succeeded",
+                step_record(action=spec.name, status="succeeded", started_at=started, completed_at=finished,
+                            pre_state_hash=pre.digest, post_state_hash=post.digest,
+                            output_digest=digest(output), operation_id=receipt.operation_id),
+                step_id=st.id, attempt=attempt,
+            )
+            self.emit("step_succeeded", {"attempt": attempt, "duration_ms": finished - started}, step_id=st.id)
+            return True
+        st.error = error
+        kind = "step.attempt_timed_out" if status == "timed_out" else "step.attempt_failed"
+        self.record(
+            kind,
+            step_record(action=spec.name, status=status, started_at=started, completed_at=finished,
+                        pre_state_hash=pre.digest, post_state_hash=post.digest, error_message=error.message,
+                        error_code=error.error_code.value, recoverable=error.recoverable,
+                        operation_id=receipt.operation_id),
+            step_id=st.id, attempt=attempt,
+        )
+        self.emit(
+            "step_timed_out" if status == "timed_out" else "step_failed",
+            {"attempt": attempt, "error_code": error.error_code.value, "message": error.message}, step_id=st.id,
+        )
+        return False
+
+    def _replay(self, st: StepState, attempt: int, key: str, prior: dict[str, Any], started: int) -> bool:
+        ctype, ccmd = self._compensation_of(st)
+        receipt = OperationReceipt(
+            operation_id="op_" + digest({"execution_id": self.execution_id, "step_id": st.id, "attempt": attempt})[7:39],
+            execution_id=self.execution_id, step_id=st.id, attempt=attempt, timestamp=started, action=st.step.action,
+            idempotency_key=key, pre_state_hash=prior.get("post_state_hash"), post_state_hash=prior.get("post_state_hash"),
+            compensation_type=ctype, compensation_command=ccmd, status="replayed",
+        )
+        stored = receipt.model_dump(mode="json")
+        stored["output"] = prior.get("output")
+        stored["replayed_from"] = prior.get("operation_id")
+        self.batch.receipts.append(stored)
+        st.receipt = receipt
+        st.status = "succeeded"
+        st.output = prior.get("output")
+        st.completed_at = started
+        st.snapshot = None  # a replay changed nothing; there is nothing of ours to compensate
+        self.outputs[st.id] = st.output
+        self._completion_counter += 1
+        st.completion_order = self._completion_counter
+        self.record(
+            "step.attempt_replayed",
+            step_record(action=st.step.action, status="replayed", started_at=started, completed_at=started,
+                        idempotency_key=key, replayed_from=prior.get("operation_id")),
+            step_id=st.id, attempt=attempt,
+        )
+        self.emit("step_succeeded", {"attempt": attempt, "replayed": True}, step_id=st.id)
+        return True
+
+    def _record_cancelled_attempt(self, st: StepState, attempt: int, spec: ActionSpec, key: str, pre: StateSnapshot) -> None:
+        finished = now_ms()
+        ctype, ccmd = self._compensation_of(st)
+        receipt = OperationReceipt(
+            operation_id="op_" + digest({"execution_id": self.execution_id, "step_id": st.id, "attempt": attempt})[7:39],
+            execution_id=self.execution_id, step_id=st.id, attempt=attempt, timestamp=finished, action=spec.name,
+            idempotency_key=key, pre_state_hash=pre.digest, post_state_hash=None, compensation_type=ctype,
+            compensation_command=ccmd, status="cancelled",
+        )
+        stored = receipt.model_dump(mode="json")
+        stored["output"] = None
+        self.batch.receipts.append(stored)
+        st.receipt = receipt
+        st.completed_at = finished
+
+    def _probe(self, spec: ActionSpec, payload: dict[str, Any], ctx: ActionContext) -> StateSnapshot:
+        if spec.probe is None:
+            return StateSnapshot(EMPTY_STATE_DIGEST)
+        try:
+            return spec.probe(payload, ctx)
+        except Exception as exc:  # noqa: BLE001 - a state we cannot read is recorded as such
+            return StateSnapshot(digest({"unreadable_state": f"{type(exc).__name__}: {exc}"}))
+
+    def _compensation_of(self, st: StepState) -> tuple[CompensationType, str | None]:
+        if st.step.compensation is not None:
+            c = st.step.compensation
+            return CompensationType.CUSTOM, canonical_bytes(c.model_dump(mode="json", exclude_unset=True)).decode()
+        if st.spec is not None and st.spec.compensate is not None:
+            return st.spec.compensation_type, None
+        return CompensationType.NONE, None
+
+    async def _call(self, spec: ActionSpec, parsed: Any, ctx: ActionContext, timeout_ms: int) -> Any:
+        """Run the action with a hard stop at ``timeout_ms`` (§5.3); a late result is never accepted."""
+        timeout_s = timeout_ms / 1000.0
+        if not spec.is_async:
+            pool = await self.engine._get_pool()
+            try:
+                return await pool.run(spec.func, parsed, ctx.for_worker(), timeout_s)
+            except asyncio.TimeoutError:
+                raise AttemptTimeout() from None
+        task = asyncio.get_running_loop().create_task(spec.func(parsed, ctx))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        except asyncio.CancelledError:
+            await _stop_task(task)
+            raise
+        if not done:
+            await _stop_task(task)
+            raise AttemptTimeout()
+        return task.result()
+
+    # -- outcome (§5.5, §5.6) ----------------------------------------------------------------------------------
+    async def finish(self) -> PlanResult:
+        status = self._classify()
+        return await self.engine._run_rule_set(self, status)
+
+    def _classify(self) -> PlanStatus:
+        if self.halting_error is not None:
+            return PlanStatus.FAILURE
+        statuses = [st.status for st in self.states]
+        if all(s == "succeeded" for s in statuses):
+            return PlanStatus.SUCCESS
+        if not any(s == "succeeded" for s in statuses):
+            return PlanStatus.FAILURE
+        return PlanStatus.PARTIAL
+
+    # Rule-set actions the engine calls back into --------------------------------------------------------------
+    def stop_scheduling(self) -> dict[str, Any]:
+        not_started = []
+        for st in self.states:
+            if st.status == "pending":
+                st.status = "not_run"
+                not_started.append(st.id)
+        return {"not_started": not_started}
+
+    async def stop_in_flight(self) -> dict[str, Any]:
+        tasks = list(self.running)
+        cancelled = [self.running[t].id for t in sorted(tasks, key=lambda t: self.running[t].index)]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+        for t in sorted(tasks, key=lambda t: self.running[t].index):
+            st = self.running[t]
+            st.status = "cancelled"
+            st.completed_at = st.completed_at or now_ms()
+            if st.error is None and self.halting_error is not None:
+                st.error = ExecutionError.of(
+                    self.halting_error.error_code, f"stopped in flight: {self.halting_error.message}",
+                    occurred_at=now_ms(), step_id=st.id, details={"reason": "plan_stopped"},
+                )
+            self.record(
+                "step.cancelled",
+                step_record(action=st.step.action, status="cancelled", started_at=st.started_at, completed_at=st.completed_at,
+                            error_message=self.halting_error.message if self.halting_error else None),
+                step_id=st.id, attempt=st.attempts or None,
+            )
+        self.running.clear()
+        return {"cancelled": cancelled}
+
+    async def compensate(self) -> dict[str, Any]:
+        """§7.4: undo every succeeded step that has a compensation, in reverse completion order."""
+        done = sorted((st for st in self.states if st.status == "succeeded"), key=lambda s: -(s.completion_order or 0))
+        summary: dict[str, Any] = {"verified": [], "failed": [], "skipped": []}
+        for st in done:
+            has_comp = st.step.compensation is not None or (st.spec is not None and st.spec.compensate is not None)
+            if not has_comp:
+                continue
+            if st.receipt is not None and st.receipt.status == "replayed":
+                continue
+            if not self.plan.compensate_on_failure:
+                st.compensation_status = CompensationStatus.SKIPPED
+                summary["skipped"].append(st.id)
+                continue
+            verified, message = await self._compensate_one(st)
+            if verified:
+                st.status = "compensated"
+                st.compensation_status = CompensationStatus.VERIFIED
+                summary["verified"].append(st.id)
+            else:
+                st.compensation_status = CompensationStatus.FAILED
+                summary["failed"].append({"step_id": st.id, "reason": message})
+            if st.receipt is not None:
+                st.receipt = st.receipt.model_copy(update={"compensation_verified": verified})
+            self.record(
+                "step.compensated" if verified else "step.compensation_failed",
+                step_record(action=st.step.action, status=st.status, started_at=st.started_at,
+                            completed_at=st.completed_at, compensation_status=st.compensation_status.value,
+                            error_message=None if verified else message,
+                            pre_state_hash=st.receipt.pre_state_hash if st.receipt else None),
+                step_id=st.id,
+            )
+            self.emit("step_compensated", {"verified": verified, "message": message}, step_id=st.id)
+        return summary
+
+    async def _compensate_one(self, st: StepState) -> tuple[bool, str]:
+        spec = st.spec
+        assert spec is not None
+        payload = st.resolved_payload if st.resolved_payload is not None else st.step.payload
+        comp = st.step.compensation
+        try:
+            if comp is not None:
+                cspec = self.engine.registry.get(comp.action)
+                if cspec is None:
+                    return False, f"compensation action {comp.action} is not registered"
+                timeout = comp.timeout_ms or self.plan.step_timeout_ms(st.step)
+                ctx = self._action_context(st, 1, comp.action, timeout)
+                await self._call(cspec, cspec.parse_payload(comp.payload), ctx, timeout)
+            else:
+                assert spec.compensate is not None
+                if st.snapshot is None:
+                    return False, "no pre-state snapshot to restore"
+                ctx = self._action_context(st, st.attempts, spec.name, st.timeout_ms)
+                res = spec.compensate(payload, st.snapshot, ctx)
+                if asyncio.iscoroutine(res):
+                    await res
+        except AttemptTimeout:
+            return False, "compensation timed out"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            return False, f"compensation raised {type(exc).__name__}: {exc}"
+        ctx = self._action_context(st, st.attempts, spec.name, st.timeout_ms)
+        after = self._probe(spec, payload, ctx)
+        expected = st.receipt.pre_state_hash if st.receipt else None
+        if after.digest != expected:
+            return False, f"state after compensation {after.digest} differs from the pre-state {expected}"
+        return True, "state restored to the receipt's pre_state_hash"
+
+    def step_errors(self) -> list[ExecutionError]:
+        return [st.error for st in self.states if st.error is not None]
+
+    def pick_error(self, status: PlanStatus) -> ExecutionError | None:
+        if status is PlanStatus.SUCCESS:
+            return None
+        if status is PlanStatus.FAILURE and self.halting_error is not None:
+            return self.halting_error
+        return pick_error(self.step_errors(), now=now_ms())
+
+    def build_result(self, status: PlanStatus, error: ExecutionError | None, completed_at: int) -> PlanResult:
+        results = tuple(st.to_result() for st in self.states)
+        return PlanResult(
+            plan_id=self.plan.id,
+            plan_version=self.plan.version,
+            execution_id=self.execution_id,
+            status=status,
+            started_at=self.started_at,
+            completed_at=completed_at,
+            duration_ms=max(0, completed_at - self.started_at),
+            steps_total=len(self.states),
+            steps_executed=sum(1 for st in self.states if st.attempts > 0),
+            step_results=results,
+            plan_digest=self.plan_digest,
+            run_id=self.run_id,
+            error=error,
+        )
+
+
+async def _stop_task(task: asyncio.Task) -> None:
+    """Cancel an action's task and give it a moment to clean up (kill its process group); never wait long."""
+    task.cancel()
+    try:
+        await asyncio.wait({task}, timeout=2.0)
+    except asyncio.CancelledError:
+        pass
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: a late result is discarded
+    elif not task.done():
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())

@@ -1,0 +1,57 @@
+"""Helpers shared by the tests (plan builder, journal readers, the real CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def sid(i: int) -> str:
+    """A fixed, valid lowercase UUID v4 for step/plan number ``i``."""
+    return f"00000000-0000-4000-8000-{i:012d}"
+
+
+PLAN_ID = "11111111-1111-4111-8111-111111111111"
+
+
+def make_plan(*steps: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A valid v1 plan document; steps get ids 1..n unless they name one."""
+    out = []
+    for i, s in enumerate(steps, 1):
+        s = dict(s)
+        s.setdefault("id", sid(i))
+        out.append(s)
+    plan = {"id": PLAN_ID, "version": 1, "name": "test plan", "created_at": 1, "steps": out,
+            "context_requirements": ["TARGET"]}
+    plan.update(fields)
+    return plan
+
+
+ENV = {"TARGET": "test"}
+
+
+def journal_kinds(store, execution_id: str) -> list[str]:
+    return [r.kind for r in store.journal(execution_id)]
+
+
+def journal_records(store, execution_id: str) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in store.journal(execution_id)]
+
+
+def cli(*args: str, cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
+        input: bytes | None = None, timeout: float = 60):
+    """Run the real ``ordinance`` CLI in a subprocess."""
+    import subprocess
+
+    full_env = dict(os.environ)
+    full_env.pop("ORDINANCE_STORE", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "ordinance.cli.app", *args], cwd=cwd, env=full_env, input=input,
+                          capture_output=True, timeout=timeout)
