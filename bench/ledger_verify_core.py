@@ -17,14 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ordinance.ledger import (  # noqa: E402
+from ordinance.ledger import (
     Checkpoint,
     CompactRange,
     StoredRecord,
     root_from_leaf_hashes,
     verify_log,
 )
-from ordinance.ledger.synthetic import synthetic_log  # noqa: E402
+from ordinance.ledger.synthetic import synthetic_log
 
 
 def _best(fn, repeat: int = 3) -> float:
@@ -36,8 +36,16 @@ def _best(fn, repeat: int = 3) -> float:
     return best
 
 
+def _appends(leaves: list[bytes]) -> None:
+    cr = CompactRange()
+    for h in leaves:
+        cr.append(h)
+
+
 def main() -> None:
-    print(f"{'records':>8} {'avg body':>9} {'verify_log rec/s':>17} {'merkle root leaves/s':>21} {'compact append/s':>17}")
+    print(
+        f"{'records':>8} {'avg body':>9} {'verify_log rec/s':>17} {'merkle root leaves/s':>21} {'compact append/s':>17}"
+    )
     for n in (10_000, 100_000):
         log = synthetic_log(n, executions=50, seed=n)
         leaves = [r.leaf_hash for r in log.records]
@@ -55,14 +63,8 @@ def main() -> None:
             report = verify_log(records, checkpoint=cp, completed_executions=log.completed)
             t_verify = min(t_verify, time.perf_counter() - start)
             assert report.ok, report.summary()
-        t_root = _best(lambda: root_from_leaf_hashes(leaves))
-
-        def appends() -> None:
-            cr = CompactRange()
-            for h in leaves:
-                cr.append(h)
-
-        t_append = _best(appends)
+        t_root = _best(lambda leaves=leaves: root_from_leaf_hashes(leaves))
+        t_append = _best(lambda leaves=leaves: _appends(leaves))
         print(f"{n:>8} {avg:>8.0f}B {n / t_verify:>17,.0f} {n / t_root:>21,.0f} {n / t_append:>17,.0f}")
 
 

@@ -13,6 +13,33 @@ def sqlite_store(tmp_path):
     st.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    """The engine's store, on each backend: SQLite, and the real PostgreSQL server in a schema of its own."""
+    if request.param == "sqlite":
+        from ordinance.store.sqlite import SQLiteStore
+
+        st = SQLiteStore(str(tmp_path / "store" / "ordinance.db"))
+        yield st
+        st.close()
+        return
+    import uuid
+
+    from ordinance.store.postgres import PostgresStore
+    from support import drop_pg_schema, pg_url_or_reason
+
+    url, why = pg_url_or_reason()
+    if url is None:
+        pytest.skip(why)
+    schema = "t_" + uuid.uuid4().hex[:12]
+    st = PostgresStore(url, schema=schema)
+    try:
+        yield st
+    finally:
+        st.close()
+        drop_pg_schema(url, schema)
+
+
 @pytest.fixture
 def workspace(tmp_path):
     ws = tmp_path / "ws"
@@ -21,9 +48,9 @@ def workspace(tmp_path):
 
 
 @pytest.fixture
-def engine(sqlite_store, workspace):
+def engine(store, workspace):
     from ordinance.engine import Engine
 
-    return Engine(sqlite_store, workspace=str(workspace))
+    return Engine(store, workspace=str(workspace))
 
 

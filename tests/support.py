@@ -55,3 +55,46 @@ def cli(*args: str, cwd: str | os.PathLike[str] | None = None, env: dict[str, st
         full_env.update(env)
     return subprocess.run([sys.executable, "-m", "ordinance.cli.app", *args], cwd=cwd, env=full_env, input=input,
                           capture_output=True, timeout=timeout)
+
+
+PG_URL = os.environ.get("ORDINANCE_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
+
+
+def pg_url_or_reason() -> tuple[str | None, str]:
+    """(a PostgreSQL URL that connects, "") or (None, why not): tries the OS user, then ``postgres``."""
+    return _pg_probe()
+
+
+def _pg_probe_impl() -> tuple[str | None, str]:
+    import getpass
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    errors = []
+    parts = urlsplit(PG_URL)
+    users = [None] if "@" in parts.netloc else [getpass.getuser(), "postgres"]
+    for user in users:
+        url = PG_URL if user is None else urlunsplit(parts._replace(netloc=f"{user}@{parts.netloc}"))
+        try:
+            psycopg.connect(url, connect_timeout=3).close()
+            return url, ""
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            errors.append(f"{user or 'url user'}: {' '.join(str(exc).split())}")
+    return None, "PostgreSQL not reachable at 127.0.0.1:5432: " + "; ".join(errors)
+
+
+_PG_CACHE: list[tuple[str | None, str]] = []
+
+
+def _pg_probe() -> tuple[str | None, str]:
+    if not _PG_CACHE:
+        _PG_CACHE.append(_pg_probe_impl())
+    return _PG_CACHE[0]
+
+
+def drop_pg_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

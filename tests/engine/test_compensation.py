@@ -6,7 +6,7 @@ from ordinance.contract import ErrorCode, PlanStatus
 from support import ENV, journal_kinds, make_plan, sid
 
 
-def test_s7_4_failure_compensates_in_reverse_completion_order_and_verifies(engine, sqlite_store, workspace):
+def test_s7_4_failure_compensates_in_reverse_completion_order_and_verifies(engine, store, workspace):
     (workspace / "config.txt").write_text("old\n")
     plan = make_plan(
         {"action": "fs.write", "payload": {"path": "config.txt", "content": "new\n"}},
@@ -22,7 +22,7 @@ def test_s7_4_failure_compensates_in_reverse_completion_order_and_verifies(engin
     comp = r.error.details["compensation"]
     assert comp["verified"] == [sid(2), sid(1)]  # reverse completion order
     assert r.step_results[0].receipt.compensation_verified is True
-    kinds = journal_kinds(sqlite_store, r.execution_id)
+    kinds = journal_kinds(store, r.execution_id)
     assert kinds.count("step.compensated") == 2
 
 

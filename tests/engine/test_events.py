@@ -17,11 +17,11 @@ PLAN = make_plan({"action": "control.noop"}, {"action": "control.fail", "on_fail
                  {"action": "control.echo", "payload": {"value": 1}, "depends_on": [sid(1)]})
 
 
-def test_s5_7_callback_sink_gets_cloudevents(sqlite_store, workspace):
+def test_s5_7_callback_sink_gets_cloudevents(store, workspace):
     from ordinance.engine import CallbackSink, Engine
 
     got = []
-    e = Engine(sqlite_store, workspace=str(workspace), sinks=[CallbackSink(got.append)])
+    e = Engine(store, workspace=str(workspace), sinks=[CallbackSink(got.append)])
     r = e.run(PLAN, environment=ENV)
     types = [ev["type"] for ev in got]
     assert types[0] == "ordinance.plan_received" and "ordinance.execution_started" in types
@@ -30,7 +30,7 @@ def test_s5_7_callback_sink_gets_cloudevents(sqlite_store, workspace):
     assert ev["specversion"] == "1.0" and ev["subject"] == r.execution_id and ev["source"].startswith("urn:ordinance:")
 
 
-def test_s5_7_R_EVENTS_NONBLOCKING_hanging_and_raising_sinks(sqlite_store, workspace):
+def test_s5_7_R_EVENTS_NONBLOCKING_hanging_and_raising_sinks(store, workspace):
     from ordinance.engine import CallbackSink, Engine
 
     async def hang(event):
@@ -39,8 +39,8 @@ def test_s5_7_R_EVENTS_NONBLOCKING_hanging_and_raising_sinks(sqlite_store, works
     def boom(event):
         raise RuntimeError("sink is down")
 
-    baseline = Engine(sqlite_store, workspace=str(workspace)).run(PLAN, environment=ENV)
-    e = Engine(sqlite_store, workspace=str(workspace), sinks=[CallbackSink(hang, "hang"), CallbackSink(boom, "boom")])
+    baseline = Engine(store, workspace=str(workspace)).run(PLAN, environment=ENV)
+    e = Engine(store, workspace=str(workspace), sinks=[CallbackSink(hang, "hang"), CallbackSink(boom, "boom")])
     t0 = time.monotonic()
     r = e.run(PLAN, environment=ENV)
     assert time.monotonic() - t0 < 10  # the plan ends on time (close gives sinks a bounded grace period)
@@ -48,11 +48,11 @@ def test_s5_7_R_EVENTS_NONBLOCKING_hanging_and_raising_sinks(sqlite_store, works
     assert [s.status for s in r.step_results] == [s.status for s in baseline.step_results]
 
 
-def test_s5_7_jsonl_sink(sqlite_store, workspace, tmp_path):
+def test_s5_7_jsonl_sink(store, workspace, tmp_path):
     from ordinance.engine import Engine, JsonlSink
 
     path = tmp_path / "events.jsonl"
-    Engine(sqlite_store, workspace=str(workspace), sinks=[JsonlSink(path)]).run(PLAN, environment=ENV)
+    Engine(store, workspace=str(workspace), sinks=[JsonlSink(path)]).run(PLAN, environment=ENV)
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     assert lines and all(x["type"].startswith("ordinance.") for x in lines)
 
@@ -70,7 +70,7 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-def test_s5_7_webhook_is_hmac_signed(sqlite_store, workspace):
+def test_s5_7_webhook_is_hmac_signed(store, workspace):
     from ordinance.engine import Engine, WebhookSink
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
@@ -78,7 +78,7 @@ def test_s5_7_webhook_is_hmac_signed(sqlite_store, workspace):
     _Hook.received = []
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/hook"
-        Engine(sqlite_store, workspace=str(workspace), sinks=[WebhookSink(url, "s3cret")]).run(PLAN, environment=ENV)
+        Engine(store, workspace=str(workspace), sinks=[WebhookSink(url, "s3cret")]).run(PLAN, environment=ENV)
     finally:
         srv.shutdown()
     assert _Hook.received
@@ -87,7 +87,7 @@ def test_s5_7_webhook_is_hmac_signed(sqlite_store, workspace):
         assert json.loads(body)["specversion"] == "1.0"
 
 
-def test_s5_7_webhook_that_hangs_does_not_delay_the_plan(sqlite_store, workspace):
+def test_s5_7_webhook_that_hangs_does_not_delay_the_plan(store, workspace):
     import socket
 
     from ordinance.engine import Engine, WebhookSink
@@ -98,7 +98,7 @@ def test_s5_7_webhook_that_hangs_does_not_delay_the_plan(sqlite_store, workspace
     try:
         url = f"http://127.0.0.1:{lsock.getsockname()[1]}/"
         t0 = time.monotonic()
-        r = Engine(sqlite_store, workspace=str(workspace), sinks=[WebhookSink(url, "k", timeout_s=30)]).run(
+        r = Engine(store, workspace=str(workspace), sinks=[WebhookSink(url, "k", timeout_s=30)]).run(
             PLAN, environment=ENV)
         assert time.monotonic() - t0 < 10
         assert r.status is PlanStatus.PARTIAL
@@ -106,11 +106,11 @@ def test_s5_7_webhook_that_hangs_does_not_delay_the_plan(sqlite_store, workspace
         lsock.close()
 
 
-def test_s5_7_outbox_events_are_durable_with_the_journal(sqlite_store, workspace):
+def test_s5_7_outbox_events_are_durable_with_the_journal(store, workspace):
     from ordinance.engine import Engine
 
-    r = Engine(sqlite_store, workspace=str(workspace), outbox=True).run(PLAN, environment=ENV)
-    claimed = sqlite_store.outbox_claim(int(time.time() * 1000) + 1, limit=1000)
+    r = Engine(store, workspace=str(workspace), outbox=True).run(PLAN, environment=ENV)
+    claimed = store.outbox_claim(int(time.time() * 1000) + 1, limit=1000)
     types = [ev.event["type"] for _, ev, _ in claimed]
     assert "ordinance.plan_execution_partial" in types
     assert all(ev.execution_id == r.execution_id for _, ev, _ in claimed)

@@ -15,7 +15,7 @@ def outcome_kinds(kinds: list[str]) -> list[str]:
     return [k.split(".", 1)[1] for k in kinds if k.startswith("outcome.")]
 
 
-def test_s5_5_success_all_steps_succeeded(engine, sqlite_store):
+def test_s5_5_success_all_steps_succeeded(engine, store):
     plan = make_plan({"action": "control.noop"}, {"action": "control.echo", "payload": {"value": 1}, "depends_on": [sid(1)]})
     r = engine.run(plan, environment=ENV)
     assert r.status is PlanStatus.SUCCESS
@@ -23,30 +23,30 @@ def test_s5_5_success_all_steps_succeeded(engine, sqlite_store):
     assert [s.status.value for s in r.step_results] == ["succeeded", "succeeded"]
     assert r.steps_total == 2 and r.steps_executed == 2
     assert r.step_results[1].output == {"value": 1}
-    assert sqlite_store.get_result(r.execution_id)["status"] == "success"
-    assert sqlite_store.get_execution(r.execution_id).status == "success"
+    assert store.get_result(r.execution_id)["status"] == "success"
+    assert store.get_execution(r.execution_id).status == "success"
 
 
-def test_s5_6_R_RULESET_ORDER_success(engine, sqlite_store):
+def test_s5_6_R_RULESET_ORDER_success(engine, store):
     r = engine.run(make_plan({"action": "control.noop"}), environment=ENV)
-    kinds = journal_kinds(sqlite_store, r.execution_id)
+    kinds = journal_kinds(store, r.execution_id)
     assert outcome_kinds(kinds) == list(RULE_SETS[PlanStatus.SUCCESS])
     assert len(RULE_SETS[PlanStatus.SUCCESS]) == 8
     assert kinds[-1] == "execution.result"  # §8: the last record holds the result digest
 
 
-def test_s5_6_R_RULESET_ORDER_partial(engine, sqlite_store):
+def test_s5_6_R_RULESET_ORDER_partial(engine, store):
     plan = make_plan({"action": "control.noop"}, {"action": "control.fail", "on_failure": "skip"})
     r = engine.run(plan, environment=ENV)
     assert r.status is PlanStatus.PARTIAL
-    assert outcome_kinds(journal_kinds(sqlite_store, r.execution_id)) == list(RULE_SETS[PlanStatus.PARTIAL])
+    assert outcome_kinds(journal_kinds(store, r.execution_id)) == list(RULE_SETS[PlanStatus.PARTIAL])
     assert len(RULE_SETS[PlanStatus.PARTIAL]) == 10
 
 
-def test_s5_6_R_RULESET_ORDER_failure(engine, sqlite_store):
+def test_s5_6_R_RULESET_ORDER_failure(engine, store):
     r = engine.run(make_plan({"action": "control.fail", "payload": {"message": "boom"}}), environment=ENV)
     assert r.status is PlanStatus.FAILURE
-    assert outcome_kinds(journal_kinds(sqlite_store, r.execution_id)) == list(RULE_SETS[PlanStatus.FAILURE])
+    assert outcome_kinds(journal_kinds(store, r.execution_id)) == list(RULE_SETS[PlanStatus.FAILURE])
     assert len(RULE_SETS[PlanStatus.FAILURE]) == 13
     assert r.error.error_code is ErrorCode.STEP_FAILED and r.error.message == "boom"
 
@@ -83,7 +83,7 @@ def test_s5_5_no_step_succeeded_is_failure(engine):
     assert r.error is not None
 
 
-def test_s1_2_retry_schedule_is_exact_and_has_no_jitter(engine, sqlite_store):
+def test_s1_2_retry_schedule_is_exact_and_has_no_jitter(engine, store):
     plan = make_plan({
         "action": "control.fail", "payload": {"fail_attempts": 4}, "on_failure": "retry",
         "retry_policy": {"max_attempts": 5, "initial_delay_ms": 5, "backoff_multiplier": 3, "max_delay_ms": 100},
@@ -91,7 +91,7 @@ def test_s1_2_retry_schedule_is_exact_and_has_no_jitter(engine, sqlite_store):
     r = engine.run(plan, environment=ENV)
     assert r.status is PlanStatus.SUCCESS
     assert r.step_results[0].attempts == 5
-    delays = [rec["data"]["delay_ms"] for rec in journal_records(sqlite_store, r.execution_id)
+    delays = [rec["data"]["delay_ms"] for rec in journal_records(store, r.execution_id)
               if rec["kind"] == "step.retry_scheduled"]
     assert delays == [5, 15, 45, 100]  # min(5·3^(n−2), 100)
 
@@ -164,11 +164,11 @@ def test_s1_3_pointer_crossing_a_scalar_is_an_error(engine):
     assert r.step_results[1].error.error_code is ErrorCode.INVALID_PAYLOAD
 
 
-def test_s5_1_max_parallel_is_respected_and_order_is_plan_order(engine, sqlite_store):
+def test_s5_1_max_parallel_is_respected_and_order_is_plan_order(engine, store):
     steps = [{"action": "control.sleep", "payload": {"ms": 30}} for _ in range(6)]
     r = engine.run(make_plan(*steps, max_parallel=2), environment=ENV)
     assert r.status is PlanStatus.SUCCESS
-    starts = [rec for rec in journal_records(sqlite_store, r.execution_id) if rec["kind"] == "step.attempt_started"]
+    starts = [rec for rec in journal_records(store, r.execution_id) if rec["kind"] == "step.attempt_started"]
     assert [rec["step_id"] for rec in starts] == [sid(i) for i in range(1, 7)]
     # at most 2 in flight at any time
     events = sorted([(s.started_at, 1) for s in r.step_results] + [(s.completed_at, -1) for s in r.step_results],
@@ -180,7 +180,7 @@ def test_s5_1_max_parallel_is_respected_and_order_is_plan_order(engine, sqlite_s
     assert peak <= 2
 
 
-def test_R_DETERMINISM_same_outcomes_same_statuses_and_journal_kinds(sqlite_store, workspace):
+def test_R_DETERMINISM_same_outcomes_same_statuses_and_journal_kinds(store, workspace):
     from ordinance.engine import Engine
 
     plan = make_plan(
@@ -192,8 +192,8 @@ def test_R_DETERMINISM_same_outcomes_same_statuses_and_journal_kinds(sqlite_stor
     )
     runs = []
     for _ in range(3):
-        r = Engine(sqlite_store, workspace=str(workspace)).run(plan, environment=ENV)
-        runs.append(([s.status.value for s in r.step_results], [k for k in journal_kinds(sqlite_store, r.execution_id)],
+        r = Engine(store, workspace=str(workspace)).run(plan, environment=ENV)
+        runs.append(([s.status.value for s in r.step_results], [k for k in journal_kinds(store, r.execution_id)],
                      r.plan_digest))
     assert runs[0] == runs[1] == runs[2]
 
@@ -210,7 +210,7 @@ def test_s0_4_run_id_is_derived_from_plan_digest_and_execution_id(engine):
     assert r.run_id == digest({"plan": r.plan_digest, "execution_id": eid})
 
 
-def test_s5_6_R_EXEC_ID_ONCE_same_plan_returns_stored_result_and_runs_nothing(engine, sqlite_store):
+def test_s5_6_R_EXEC_ID_ONCE_same_plan_returns_stored_result_and_runs_nothing(engine, store):
     eid = str(uuid.uuid4())
     import time
 
@@ -219,13 +219,13 @@ def test_s5_6_R_EXEC_ID_ONCE_same_plan_returns_stored_result_and_runs_nothing(en
            "environment": ENV}
     plan = make_plan({"action": "control.echo", "payload": {"value": 7}})
     first = engine.run(plan, ctx)
-    n = sqlite_store.journal_size()
+    n = store.journal_size()
     again = engine.run(plan, ctx)
     assert again == first
-    assert sqlite_store.journal_size() == n  # nothing ran, nothing was journaled
+    assert store.journal_size() == n  # nothing ran, nothing was journaled
 
 
-def test_s5_6_R_EXEC_ID_ONCE_other_plan_is_context_invalid(engine, sqlite_store):
+def test_s5_6_R_EXEC_ID_ONCE_other_plan_is_context_invalid(engine, store):
     import time
 
     eid = str(uuid.uuid4())
@@ -236,12 +236,12 @@ def test_s5_6_R_EXEC_ID_ONCE_other_plan_is_context_invalid(engine, sqlite_store)
     other = engine.run(make_plan({"action": "control.echo", "payload": {"value": 1}}), ctx)
     assert other.status is PlanStatus.FAILURE
     assert other.error.error_code is ErrorCode.CONTEXT_INVALID
-    assert sqlite_store.get_result(eid)["status"] == "success"  # the stored execution is untouched
+    assert store.get_result(eid)["status"] == "success"  # the stored execution is untouched
 
 
-def test_s3_partial_and_failure_are_terminal_R_NO_RESUME(engine, sqlite_store):
+def test_s3_partial_and_failure_are_terminal_R_NO_RESUME(engine, store):
     r = engine.run(make_plan({"action": "control.fail"}), environment=ENV)
-    row = sqlite_store.get_execution(r.execution_id)
+    row = store.get_execution(r.execution_id)
     assert row.status == "failure" and row.lease_owner is None
     # recovery has nothing to do with a terminal execution
     assert engine.recover() == []
@@ -255,11 +255,11 @@ def test_s3_step_results_in_plan_order_with_timing(engine):
     assert slow.duration_ms >= 15 and slow.completed_at - slow.started_at == slow.duration_ms
 
 
-def test_s7_1_every_attempt_that_reaches_an_action_has_a_receipt(engine, sqlite_store):
+def test_s7_1_every_attempt_that_reaches_an_action_has_a_receipt(engine, store):
     plan = make_plan({"action": "control.fail", "payload": {"fail_attempts": 2}, "on_failure": "retry",
                       "retry_policy": {"initial_delay_ms": 0}})
     r = engine.run(plan, environment=ENV)
-    receipts = sqlite_store.receipts(r.execution_id)
+    receipts = store.receipts(r.execution_id)
     assert sorted(x["attempt"] for x in receipts) == [1, 2, 3]
     assert [x["status"] for x in sorted(receipts, key=lambda x: x["attempt"])] == ["failed", "failed", "succeeded"]
     rec = r.step_results[0].receipt
@@ -269,7 +269,7 @@ def test_s7_1_every_attempt_that_reaches_an_action_has_a_receipt(engine, sqlite_
         assert hasattr(rec, field)
 
 
-def test_s7_2_idempotent_action_with_succeeded_receipt_is_replayed(sqlite_store, workspace):
+def test_s7_2_idempotent_action_with_succeeded_receipt_is_replayed(store, workspace):
     from pydantic import BaseModel
 
     from ordinance.actions import ActionRegistry, default_registry
@@ -288,9 +288,9 @@ def test_s7_2_idempotent_action_with_succeeded_receipt_is_replayed(sqlite_store,
         return {"charged": payload.n}
 
     plan = make_plan({"action": "test.charge", "payload": {"n": 5}})
-    e = Engine(sqlite_store, registry=reg, workspace=str(workspace))
+    e = Engine(store, registry=reg, workspace=str(workspace))
     first = e.run(plan, environment=ENV)
-    second = Engine(sqlite_store, registry=reg, workspace=str(workspace)).run(plan, environment=ENV)
+    second = Engine(store, registry=reg, workspace=str(workspace)).run(plan, environment=ENV)
     assert calls == [5]
     assert second.status is PlanStatus.SUCCESS
     assert second.step_results[0].output == {"charged": 5}
@@ -298,7 +298,7 @@ def test_s7_2_idempotent_action_with_succeeded_receipt_is_replayed(sqlite_store,
     assert second.step_results[0].receipt.idempotency_key == first.step_results[0].receipt.idempotency_key
 
 
-def test_s5_3_non_json_output_fails_the_step(sqlite_store, workspace):
+def test_s5_3_non_json_output_fails_the_step(store, workspace):
     from ordinance.actions import default_registry
     from ordinance.engine import Engine
 
@@ -308,12 +308,12 @@ def test_s5_3_non_json_output_fails_the_step(sqlite_store, workspace):
     async def nan(payload, ctx):
         return {"x": float("nan")}
 
-    r = Engine(sqlite_store, registry=reg, workspace=str(workspace)).run(make_plan({"action": "test.nan"}), environment=ENV)
+    r = Engine(store, registry=reg, workspace=str(workspace)).run(make_plan({"action": "test.nan"}), environment=ENV)
     assert r.status is PlanStatus.FAILURE
     assert r.error.error_code is ErrorCode.STEP_FAILED
 
 
-def test_an_action_raising_any_exception_is_step_failed_not_a_traceback(sqlite_store, workspace):
+def test_an_action_raising_any_exception_is_step_failed_not_a_traceback(store, workspace):
     from ordinance.actions import default_registry
     from ordinance.engine import Engine
 
@@ -323,6 +323,6 @@ def test_an_action_raising_any_exception_is_step_failed_not_a_traceback(sqlite_s
     async def crash(payload, ctx):
         raise ZeroDivisionError("division by zero")
 
-    r = Engine(sqlite_store, registry=reg, workspace=str(workspace)).run(make_plan({"action": "test.crash"}), environment=ENV)
+    r = Engine(store, registry=reg, workspace=str(workspace)).run(make_plan({"action": "test.crash"}), environment=ENV)
     assert r.error.error_code is ErrorCode.STEP_FAILED
     assert "ZeroDivisionError" in r.error.message

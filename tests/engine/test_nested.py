@@ -14,7 +14,7 @@ def child(*steps, **kw):
     return make_plan(*steps, **kw)
 
 
-def test_s5_4_child_result_is_the_step_output_and_links_to_parent(engine, sqlite_store):
+def test_s5_4_child_result_is_the_step_output_and_links_to_parent(engine, store):
     c = child({"action": "control.echo", "payload": {"value": "from child"}})
     r = engine.run(make_plan({"action": "execute_plan", "payload": {"plan": c, "environment": {"REGION": "eu"}}}),
                    environment=ENV)
@@ -22,7 +22,7 @@ def test_s5_4_child_result_is_the_step_output_and_links_to_parent(engine, sqlite
     out = r.step_results[0].output
     assert out["status"] == "success" and out["plan_id"] == c["id"]
     assert out["step_results"][0]["output"] == {"value": "from child"}
-    row = sqlite_store.get_execution(out["execution_id"])
+    row = store.get_execution(out["execution_id"])
     assert row.parent_execution_id == r.execution_id and row.parent_step_id == sid(1)
     assert row.context["trigger_type"] == "nested"
     assert out["execution_id"] != r.execution_id

@@ -124,22 +124,22 @@ def test_s5_8_kill_9_at_any_moment_store_stays_consistent(tmp_path, workspace, d
         store.close()
 
 
-def test_s5_8_running_engine_renews_its_lease(sqlite_store, workspace):
+def test_s5_8_running_engine_renews_its_lease(store, workspace):
     from ordinance.engine import Engine
 
-    e = Engine(sqlite_store, workspace=str(workspace), lease_ms=150)
+    e = Engine(store, workspace=str(workspace), lease_ms=150)
     r = e.run(make_plan({"action": "control.sleep", "payload": {"ms": 700}}), environment=ENV)
     assert r.status is PlanStatus.SUCCESS  # not closed by its own recovery, the lease was renewed
 
 
-def test_s5_8_lease_length_from_environment(monkeypatch, sqlite_store):
+def test_s5_8_lease_length_from_environment(monkeypatch, store):
     from ordinance.engine import Engine
 
     monkeypatch.setenv("ORDINANCE_LEASE_MS", "1234")
-    assert Engine(sqlite_store).lease_ms == 1234
+    assert Engine(store).lease_ms == 1234
     monkeypatch.setenv("ORDINANCE_LEASE_MS", "soon")
     with pytest.raises(ValueError, match="ORDINANCE_LEASE_MS"):
-        Engine(sqlite_store)
+        Engine(store)
 
 
 def test_disk_full_journal_write_ends_in_a_result_not_a_traceback(tmp_path, workspace):

@@ -13,14 +13,14 @@ from ordinance.contract import ErrorCode, PlanStatus
 from support import ENV, journal_kinds, make_plan, sid
 
 
-def test_s5_3_async_step_past_timeout_is_cancelled_STEP_TIMEOUT(engine, sqlite_store):
+def test_s5_3_async_step_past_timeout_is_cancelled_STEP_TIMEOUT(engine, store):
     t0 = time.monotonic()
     r = engine.run(make_plan({"action": "control.sleep", "payload": {"ms": 60_000}, "timeout_ms": 100}), environment=ENV)
     assert time.monotonic() - t0 < 20
     assert r.status is PlanStatus.FAILURE
     assert r.error.error_code is ErrorCode.STEP_TIMEOUT
     assert r.step_results[0].output is None
-    assert "step.attempt_timed_out" in journal_kinds(sqlite_store, r.execution_id)
+    assert "step.attempt_timed_out" in journal_kinds(store, r.execution_id)
 
 
 def test_s5_3_sync_python_runs_in_a_killed_process(engine):
@@ -63,7 +63,7 @@ def test_s5_3_timeout_is_retried_when_policy_allows(engine):
     assert r.error.error_code is ErrorCode.STEP_TIMEOUT
 
 
-def test_s5_3_plan_deadline_stops_everything_in_flight_PLAN_TIMEOUT(engine, sqlite_store):
+def test_s5_3_plan_deadline_stops_everything_in_flight_PLAN_TIMEOUT(engine, store):
     plan = make_plan(
         {"action": "control.sleep", "payload": {"ms": 60_000}},
         {"action": "control.spin", "payload": {"ms": 60_000}},
@@ -78,7 +78,7 @@ def test_s5_3_plan_deadline_stops_everything_in_flight_PLAN_TIMEOUT(engine, sqli
     assert r.error.error_code is ErrorCode.PLAN_TIMEOUT
     assert [s.status.value for s in r.step_results] == ["cancelled", "cancelled", "cancelled", "not_run"]
     assert set(r.error.details["in_flight"]) == {sid(1), sid(2), sid(3)}
-    assert journal_kinds(sqlite_store, r.execution_id).count("step.cancelled") == 3
+    assert journal_kinds(store, r.execution_id).count("step.cancelled") == 3
 
 
 def test_s5_3_context_deadline_earlier_than_plan_timeout_wins(engine):

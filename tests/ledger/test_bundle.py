@@ -49,7 +49,7 @@ def test_s8_bundle_round_trip(setup) -> None:
 
 def test_s8_bundle_builders_agree(setup) -> None:
     """§8: leaf hashes, a tree or a proof function give the same bundle; meta rides along."""
-    bundle, vkey, records, tree, note = setup
+    bundle, _vkey, records, tree, note = setup
     leaves = [tree.leaf_hash(i) for i in range(tree.size)]
     assert build_bundle(records, leaves, note) == bundle
     assert build_bundle(records, tree.inclusion_proof, note) == bundle
@@ -59,7 +59,7 @@ def test_s8_bundle_builders_agree(setup) -> None:
 
 def test_s8_bundle_build_refuses_inconsistent_input(setup, journal: SyntheticLog) -> None:
     """§8: a builder never writes a bundle that would not verify."""
-    bundle, vkey, records, tree, note = setup
+    _bundle, _vkey, records, tree, note = setup
     with pytest.raises(ValueError):
         build_bundle(records, MerkleTree([tree.leaf_hash(i) for i in range(10)]), note)
     with pytest.raises(ValueError):
@@ -102,7 +102,7 @@ def test_s8_bundle_altered_checkpoint(setup, signer: Signer, journal_tree: Merkl
 
 def test_s8_bundle_changed_record_every_record(setup) -> None:
     """§8 change: a changed byte in any record's body is rejected, naming that record."""
-    bundle, vkey, records, *_ = setup
+    bundle, vkey, *_ = setup
     for i, item in enumerate(bundle["records"]):
         body = item["body"]
         pos = (i * 13) % len(body)
@@ -169,8 +169,15 @@ def test_s8_bundle_forged_and_reordered_records(setup) -> None:
     first = bundle["records"][0]
     forged = make_record(records[0].execution_id, 99, "step.finished", 1, {}, records[0].entry_hash)
     b = copy.deepcopy(bundle)
-    b["records"].insert(1, {"leaf_index": first["leaf_index"] + 1, "body": forged.body.decode(),
-                            "entry_hash": forged.entry_hash, "inclusion_proof": first["inclusion_proof"]})
+    b["records"].insert(
+        1,
+        {
+            "leaf_index": first["leaf_index"] + 1,
+            "body": forged.body.decode(),
+            "entry_hash": forged.entry_hash,
+            "inclusion_proof": first["inclusion_proof"],
+        },
+    )
     report = verify_bundle(b, vkey)
     assert not report.ok and report.first_bad.leaf_index == first["leaf_index"] + 1
 

@@ -25,9 +25,18 @@ def test_s8_body_is_canonical_json_and_entry_hash_its_digest() -> None:
     """§0.1/§0.2/§8: body = canonical JSON of the record; entry_hash = sha256: + hex of the body."""
     rec = make_record(EID, 0, "execution.started", 1_700_000_000_000, {"b": 1, "a": "é"}, ZERO_HASH)
     expected = json.dumps(
-        {"seq": 0, "execution_id": EID, "kind": "execution.started", "at": 1_700_000_000_000,
-         "data": {"b": 1, "a": "é"}, "prev_entry_hash": ZERO_HASH},
-        separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False,
+        {
+            "seq": 0,
+            "execution_id": EID,
+            "kind": "execution.started",
+            "at": 1_700_000_000_000,
+            "data": {"b": 1, "a": "é"},
+            "prev_entry_hash": ZERO_HASH,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+        ensure_ascii=False,
+        allow_nan=False,
     ).encode("utf-8")
     assert rec.body == expected == canonical_json(parse_body(rec.body))
     assert rec.entry_hash == "sha256:" + hashlib.sha256(expected).hexdigest() == digest(expected)
@@ -84,7 +93,9 @@ def test_s8_make_record_rejects_bad_fields(kwargs: dict) -> None:
         b"{",
         b"\xff",
         b'{"seq":0}',
-        b'{"at":1,"data":{},"execution_id":"e","kind":"k","prev_entry_hash":"' + ZERO_HASH.encode() + b'","seq":0,"x":1}',
+        b'{"at":1,"data":{},"execution_id":"e","kind":"k","prev_entry_hash":"'
+        + ZERO_HASH.encode()
+        + b'","seq":0,"x":1}',
     ],
 )
 def test_s8_parse_body_rejects_non_records(body: bytes) -> None:
@@ -99,3 +110,25 @@ def test_s8_stored_record_is_immutable() -> None:
     with pytest.raises(AttributeError):
         rec.body = b"{}"  # type: ignore[misc]
     assert isinstance(rec, StoredRecord)
+
+
+def test_s0_stdlib_json_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """§0/§8: without orjson the stdlib parser gives the same verification result."""
+    from ordinance.ledger import records, verify_log
+    from ordinance.ledger.synthetic import synthetic_log
+
+    log = synthetic_log(120, executions=3, seed=1)
+    fast = verify_log(log.records, completed_executions=log.completed)
+    monkeypatch.setattr(records, "_loads", json.loads)
+    assert records.loads(b'{"a":1}') == {"a": 1}
+    slow = verify_log(log.records, completed_executions=log.completed)
+    assert fast == slow and slow.ok
+
+
+def test_s0_what_orjson_refuses_the_stdlib_decides() -> None:
+    """§0: a body orjson cannot parse but the stdlib can (a lone surrogate escape) is still parsed."""
+    from ordinance.ledger.records import loads
+
+    assert loads(b'{"a":"\\ud800"}') == {"a": "\ud800"}
+    with pytest.raises(ValueError):
+        loads(b"{bad")

@@ -82,7 +82,9 @@ def test_s8_reasons_name_the_defect() -> None:
     # row disagrees with its body
     row = dataclasses.replace(recs[3], execution_id="exec-b")
     fb = verify_log([*recs[:3], row, *recs[4:]]).first_bad
-    assert fb is not None and fb.reason.startswith("record body execution_id differs from its row") and fb.leaf_index == 3
+    assert (
+        fb is not None and fb.reason.startswith("record body execution_id differs from its row") and fb.leaf_index == 3
+    )
     row = dataclasses.replace(recs[3], seq=9)
     assert verify_log([*recs[:3], row, *recs[4:]]).first_bad.reason.startswith("record body seq differs")
     row = dataclasses.replace(recs[3], kind="other")
@@ -108,7 +110,9 @@ def test_s8_reasons_name_the_defect() -> None:
     # leaf index problems
     assert verify_log([recs[0], recs[1], recs[1]]).first_bad.reason.startswith("leaf index 1 is repeated")
     assert verify_log([recs[0], recs[2]]).first_bad.reason == "leaf index gap: expected 1, found 2 (leaf 1 is missing)"
-    assert verify_log([dataclasses.replace(recs[0], leaf_index=None)]).first_bad.reason == "record has no valid leaf index"
+    assert (
+        verify_log([dataclasses.replace(recs[0], leaf_index=None)]).first_bad.reason == "record has no valid leaf index"
+    )
 
 
 def test_s8_completed_execution_missing_its_result_is_truncated() -> None:
@@ -184,8 +188,17 @@ def test_s8_tamper_changed_body_with_recomputed_hash(tamper) -> None:
     for i, rec in enumerate(recs):
         obj = parse_body(rec.body)
         obj["data"] = {**obj["data"], "tampered": True}
-        forged = make_record(rec.execution_id, rec.seq, rec.kind, obj["at"], obj["data"], obj["prev_entry_hash"],
-                             step_id=obj.get("step_id"), attempt=obj.get("attempt"), leaf_index=i)
+        forged = make_record(
+            rec.execution_id,
+            rec.seq,
+            rec.kind,
+            obj["at"],
+            obj["data"],
+            obj["prev_entry_hash"],
+            step_id=obj.get("step_id"),
+            attempt=obj.get("attempt"),
+            leaf_index=i,
+        )
         case = list(scans)
         case[i] = scan_record(forged)
         report = verify_scanned(case, checkpoint=cp, completed_executions=completed, anchors=anchors)
@@ -202,7 +215,9 @@ def test_s8_tamper_deleted_record(tamper) -> None:
     n = len(recs)
     for i in range(n):
         report = verify_scanned(scans[:i] + scans[i + 1 :], checkpoint=cp, completed_executions=completed)
-        _check(failures, report, i, f"deleted leaf {i}", "leaf index gap" if i < n - 1 else "log shorter than checkpoint")
+        _check(
+            failures, report, i, f"deleted leaf {i}", "leaf index gap" if i < n - 1 else "log shorter than checkpoint"
+        )
     assert not failures, failures[:5]
 
 
@@ -211,7 +226,9 @@ def test_s8_tamper_deleted_record_hidden_by_renumbering(tamper) -> None:
     recs, scans, _, minus, anchors, cp, completed = tamper
     failures: list[str] = []
     for i in range(len(recs)):
-        report = verify_scanned(scans[:i] + minus[i + 1 :], checkpoint=cp, completed_executions=completed, anchors=anchors)
+        report = verify_scanned(
+            scans[:i] + minus[i + 1 :], checkpoint=cp, completed_executions=completed, anchors=anchors
+        )
         _check(failures, report, i, f"deleted+renumbered leaf {i}")
         if not _detected_without_anchors(report):
             failures.append(f"deleted leaf {i}: only anchors detect it")
@@ -225,8 +242,9 @@ def test_s8_tamper_inserted_forged_record(tamper) -> None:
     for i, rec in enumerate(recs):
         if i % 2 == 0:  # a fork: same execution and seq, correctly linked to the predecessor
             obj = parse_body(rec.body)
-            forged = make_record(rec.execution_id, rec.seq, rec.kind, obj["at"], {"forged": i},
-                                 obj["prev_entry_hash"], leaf_index=i)
+            forged = make_record(
+                rec.execution_id, rec.seq, rec.kind, obj["at"], {"forged": i}, obj["prev_entry_hash"], leaf_index=i
+            )
         else:  # a whole new, internally valid execution
             forged = make_record(f"forged-{i}", 0, "execution.started", 1, {"forged": i}, ZERO_HASH, leaf_index=i)
         case = scans[:i] + [scan_record(forged)] + plus[i:]
@@ -298,8 +316,10 @@ def test_s8_anchor_localisation_is_coarse_with_few_anchors(tamper) -> None:
     i = 432
     other = next(j for j in range(i + 1, len(recs)) if recs[j].execution_id != recs[i].execution_id)
     case = list(scans)
-    case[i], case[other] = scans[other]._replace(record=scans[other].record.with_leaf_index(i)), scans[i]._replace(
-        record=scans[i].record.with_leaf_index(other))
+    case[i], case[other] = (
+        scans[other]._replace(record=scans[other].record.with_leaf_index(i)),
+        scans[i]._replace(record=scans[i].record.with_leaf_index(other)),
+    )
     report = verify_scanned(case, checkpoint=cp, anchors=sparse)
     located = [p for p in report.problems if p.reason.startswith("tree differs from checkpoint")]
     assert located and located[0].leaf_index == 400 and "400..499" in located[0].reason

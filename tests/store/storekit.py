@@ -10,11 +10,11 @@ from ordinance.store import ExecutionRow, JournalAppend, OutboxEvent, WriteBatch
 
 
 def row(eid: str, status: str = "queued", created_at: int = 1_000, **kw: Any) -> ExecutionRow:
-    base: dict[str, Any] = dict(
-        execution_id=eid, plan_id="plan.demo", plan_version=1, plan_digest="sha256:" + "a" * 64,
-        run_id="sha256:" + hashlib.sha256(eid.encode()).hexdigest(), status=status, created_at=created_at,
-        updated_at=created_at, context={"execution_id": eid, "inputs": {"n": 1}},
-    )
+    base: dict[str, Any] = {
+        "execution_id": eid, "plan_id": "plan.demo", "plan_version": 1, "plan_digest": "sha256:" + "a" * 64,
+        "run_id": "sha256:" + hashlib.sha256(eid.encode()).hexdigest(), "status": status,
+        "created_at": created_at, "updated_at": created_at, "context": {"execution_id": eid, "inputs": {"n": 1}},
+    }
     base.update(kw)
     return ExecutionRow(**base)
 

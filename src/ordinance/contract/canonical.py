@@ -16,6 +16,33 @@ ZERO_DIGEST = "sha256:" + "0" * 64
 
 _encoder = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False)
 
+try:  # orjson is byte-identical to the definition for documents without floats (verified by tests)
+    import orjson as _orjson
+
+    _ORJSON_OPTS = _orjson.OPT_SORT_KEYS
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    _orjson = None
+
+
+def _float_free(obj: Any) -> bool:
+    """True if ``obj`` holds only str-keyed dicts, lists/tuples, str, int (in 64 bits), bool and None."""
+    t = type(obj)
+    if t is str or obj is None or t is bool:
+        return True
+    if t is int:
+        return -(2**63) <= obj < 2**63
+    if t is dict:
+        for k, v in obj.items():
+            if type(k) is not str or not _float_free(v):
+                return False
+        return True
+    if t is list or t is tuple:
+        for v in obj:
+            if not _float_free(v):
+                return False
+        return True
+    return False
+
 
 def canonical_json(obj: Any) -> str:
     """§0.1: ``json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False)``."""
@@ -23,7 +50,16 @@ def canonical_json(obj: Any) -> str:
 
 
 def canonical_bytes(obj: Any) -> bytes:
-    """§0.1 canonical JSON, encoded UTF-8."""
+    """§0.1 canonical JSON, encoded UTF-8.
+
+    Documents without floats take orjson (about ten times faster; the same bytes for such documents, where
+    floats would differ in notation); everything else takes the standard library, which is the definition.
+    """
+    if _orjson is not None and _float_free(obj):
+        try:
+            return _orjson.dumps(obj, option=_ORJSON_OPTS)
+        except TypeError:  # e.g. a lone surrogate: let the definition raise its own error
+            pass
     return _encoder.encode(obj).encode("utf-8")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from .canonical import canonical_json
 
-__all__ = ["DocumentError", "load_document", "check_document", "read_document", "MAX_BYTES", "MAX_DEPTH"]
+__all__ = ["DocumentError", "json_type", "load_document", "check_document", "read_document", "MAX_BYTES", "MAX_DEPTH"]
 
 MAX_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
@@ -156,7 +156,7 @@ def load_document(data: bytes | bytearray | memoryview | str, *, max_bytes: int 
     except (ValueError, TypeError, OverflowError):  # int() refuses a literal with too many digits
         raise DocumentError("invalid JSON: a number literal has too many digits") from None
     if type(value) is not dict:
-        raise DocumentError(f"top level must be an object, got {_json_type(value)}")
+        raise DocumentError(f"top level must be an object, got {json_type(value)}")
     unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in raw else raw
     if _bracket_depth_exceeds(unescaped, max_depth):
         raise _too_deep(max_depth)
@@ -167,22 +167,24 @@ def load_document(data: bytes | bytearray | memoryview | str, *, max_bytes: int 
 
 # -- already-parsed values -------------------------------------------------------------------
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type name of a value (``"boolean"`` for a bool, never ``"integer"``), else its Python type name."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is bool:
         return "boolean"
-    if isinstance(value, int):
+    if kind is int:
         return "integer"
-    if isinstance(value, float):
+    if kind is float:
         return "number"
-    if isinstance(value, str):
+    if kind is str:
         return "string"
-    if isinstance(value, list):
+    if kind is list:
         return "array"
-    if isinstance(value, dict):
+    if kind is dict:
         return "object"
-    return type(value).__name__
+    return kind.__name__
 
 
 _BIG_INT = 10**18  # an int below this in magnitude prints in at most 19 characters
@@ -250,7 +252,7 @@ def check_document(value: Any, *, max_bytes: int = MAX_BYTES, max_depth: int = M
     the bound is inconclusive.
     """
     if type(value) is not dict:
-        raise DocumentError(f"top level must be an object, got {_json_type(value)}")
+        raise DocumentError(f"top level must be an object, got {json_type(value)}")
     try:
         strings, bound = _walk(value, max_depth, max_bytes)
     except RecursionError:  # pragma: no cover - the walk is iterative

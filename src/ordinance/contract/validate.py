@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from .canonical import canonical_json
 from .errors import ErrorCode
-from .jsonio import MAX_BYTES, MAX_DEPTH, DocumentError, read_document
+from .jsonio import MAX_BYTES, MAX_DEPTH, DocumentError, json_type as _type_name, read_document
 from .models import (
     ACTION_PATTERN,
     DEFAULT_PLAN_TIMEOUT_MS,
@@ -137,25 +137,6 @@ def _summary(what: str, violations: tuple[Violation, ...]) -> str:
 
 
 # -- small value checks (each returns an error message, or None when the value is fine) -------
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    kind = type(value)
-    if kind is bool:
-        return "boolean"
-    if kind is int:
-        return "integer"
-    if kind is float:
-        return "number"
-    if kind is str:
-        return "string"
-    if kind is list:
-        return "array"
-    if kind is dict:
-        return "object"
-    return kind.__name__
 
 
 def _int_error(value: Any, lo: int, hi: int) -> str | None:
@@ -727,8 +708,12 @@ class _PlanFacts:
     """What context validation needs from the plan."""
 
     plan_id: str | None
-    timeout_ms: int
+    timeout_ms: int | None
     requirements: tuple[str, ...]
+
+
+#: Nothing usable is known about the plan: the checks that need it are skipped.
+_UNKNOWN_PLAN = _PlanFacts(None, None, ())
 
 
 def _plan_facts(plan: Any) -> _PlanFacts:
@@ -742,11 +727,11 @@ def _plan_facts(plan: Any) -> _PlanFacts:
         except DocumentError:
             doc = None
     if type(doc) is not dict:
-        return _PlanFacts(None, DEFAULT_PLAN_TIMEOUT_MS, ())
+        return _UNKNOWN_PLAN
     plan_id = doc.get("id")
     timeout = doc.get("timeout_ms", DEFAULT_PLAN_TIMEOUT_MS)
     if _int_error(timeout, 1, MAX_TIMEOUT_MS):
-        timeout = DEFAULT_PLAN_TIMEOUT_MS
+        timeout = None
     reqs = doc.get("context_requirements")
     requirements = tuple(r for r in reqs if type(r) is str) if type(reqs) is list else ()
     return _PlanFacts(plan_id if type(plan_id) is str else None, timeout, tuple(dict.fromkeys(requirements)))
@@ -790,7 +775,7 @@ def _context_violations(doc: dict[str, Any], facts: _PlanFacts) -> list[Violatio
     elif started is not None:
         if deadline <= started:
             add("/deadline_ms", "R-CTX-DEADLINE", f"must be after started_at ({started})")
-        elif deadline - started < facts.timeout_ms:
+        elif facts.timeout_ms is not None and deadline - started < facts.timeout_ms:
             add("/deadline_ms", "R-CTX-DEADLINE",
                 f"must leave at least the plan's timeout_ms ({facts.timeout_ms}) after started_at; "
                 f"it leaves {deadline - started}")
@@ -871,7 +856,7 @@ def validate_context(context_doc: Any, plan: Any) -> list[Violation]:
     try:
         facts = _plan_facts(plan)
     except Exception:  # noqa: BLE001 - never raise
-        facts = _PlanFacts(None, DEFAULT_PLAN_TIMEOUT_MS, ())
+        facts = _UNKNOWN_PLAN
     doc, violations = _read(context_doc)
     if doc is None:
         return violations
@@ -897,7 +882,7 @@ def parse_context(data: Any, plan: Any) -> ExecutionContext:
     try:
         facts = _plan_facts(plan)
     except Exception:  # noqa: BLE001
-        facts = _PlanFacts(None, DEFAULT_PLAN_TIMEOUT_MS, ())
+        facts = _UNKNOWN_PLAN
     doc, violations = _read(data)
     if doc is not None:
         violations = _sorted(_context_violations(doc, facts))

@@ -111,13 +111,18 @@ class Engine:
     def run(self, plan: Any, context: Any = None, **kwargs: Any) -> PlanResult:
         """Run a plan to its terminal result (blocking). See :meth:`run_async` for the arguments."""
 
-        async def main() -> PlanResult:
+        box: list[PlanResult] = []
+
+        async def main() -> None:
             try:
-                return await self.run_async(plan, context, **kwargs)
+                box.append(await self.run_async(plan, context, **kwargs))
             finally:
                 await self.aclose()
 
-        return asyncio.run(main())
+        # The result is handed out through ``box``: asyncio.run's teardown may repr() the main task's result,
+        # which for a 1000-step PlanResult costs tens of milliseconds.
+        asyncio.run(main())
+        return box[0]
 
     async def __aenter__(self) -> "Engine":
         return self
@@ -229,29 +234,10 @@ class Engine:
         if existing is not None:
             return await self._known_execution(existing, p_digest, eid, rid, plan_doc)
 
-        plan_id = plan_doc.get("id") if isinstance(plan_doc, dict) and isinstance(plan_doc.get("id"), str) else ""
-        version = plan_doc.get("version") if isinstance(plan_doc, dict) else None
-        version = version if isinstance(version, int) and not isinstance(version, bool) else 0
-        trig = ctx_doc.get("trigger_type", "manual") if isinstance(ctx_doc, dict) else "manual"
-        started_at = ctx_doc.get("started_at") if isinstance(ctx_doc, dict) else None
-        if not (isinstance(started_at, int) and not isinstance(started_at, bool) and started_at > 0):
-            started_at = received
-        env_in_force = self.envelope
-        row = ExecutionRow(
-            execution_id=eid, plan_id=plan_id, plan_version=version, plan_digest=p_digest, run_id=rid, status="running",
-            created_at=received, updated_at=received, context=ctx_doc if isinstance(ctx_doc, dict) else {},
-            lease_owner=self.owner, lease_expires_at=received + self.lease_ms,
-            parent_execution_id=_parent[0] if _parent else None, parent_step_id=_parent[1] if _parent else None,
-            options={"workspace": env_in_force.workspace, "depth": _depth},
-        )
+        row = self._new_row(plan_doc, p_digest, eid, rid, ctx_doc, received, "running", _parent, _depth)
         writer = ChainWriter(eid)
         batch = WriteBatch()
-        writer.append(batch, "execution.received", received, {
-            "plan_id": plan_id, "plan_version": version, "plan_digest": p_digest, "run_id": rid,
-            "trigger_type": trig if isinstance(trig, str) else None,
-            "parent": {"execution_id": _parent[0], "step_id": _parent[1]} if _parent else None,
-            "engine": self.owner,
-        })
+        writer.append(batch, "execution.received", received, self._received_data(row, _parent))
         try:
             other = self.store.create_execution(row, batch)
         except StoreError as exc:
@@ -259,7 +245,102 @@ class Engine:
                                         f"the store refused the execution: {exc}", {"reason": "store_error"})
         if other is not None:  # lost a race with another submitter of the same id
             return await self._known_execution(other, p_digest, eid, rid, plan_doc)
+        return await self._admit(plan_doc, plan_model, violations, p_digest, ctx_doc, ctx_raw_ok, row, writer,
+                                 on_event=on_event, envelope=envelope, _depth=_depth, _deadline_cap=_deadline_cap)
 
+    # -- queue (submit / worker) ---------------------------------------------------------------------------------
+    def submit(
+        self,
+        plan: Any,
+        context: Any = None,
+        *,
+        environment: Mapping[str, Any] | None = None,
+        principal: Mapping[str, str] | None = None,
+        trigger_type: str = "api",
+        dialect: str = "v1",
+    ) -> str:
+        """Queue an execution for a worker (:meth:`run_claimed`); returns its execution id.
+
+        Nothing is checked here beyond reading the documents: admission (§5.0) runs when a worker takes it, so a
+        queued plan meets the policy in force when it runs. A known execution id with the same plan is returned
+        as is; with another plan it is refused (ValueError), as R-EXEC-ID-ONCE requires.
+        """
+        received = now_ms()
+        plan_doc, _model, _viol, p_digest = _read_plan(plan, dialect)
+        ctx_doc, _ok = _read_context(context, plan_doc, environment, principal, trigger_type, received)
+        eid = ctx_doc.get("execution_id") if isinstance(ctx_doc, dict) else None
+        if not (isinstance(eid, str) and _UUID4.match(eid)):
+            eid = str(uuid.uuid4())
+            if isinstance(ctx_doc, dict):
+                ctx_doc = {**ctx_doc, "execution_id": eid}
+        rid = make_run_id(p_digest, eid)
+        row = self._new_row(plan_doc, p_digest, eid, rid, ctx_doc, received, "queued", None, 0)
+        row.lease_owner = row.lease_expires_at = None
+        row.options["plan"] = plan_doc if plan_doc is not None else _as_text(plan)
+        row.options["plan_is_text"] = plan_doc is None
+        row.options["context_readable"] = _ok
+        writer = ChainWriter(eid)
+        batch = WriteBatch()
+        writer.append(batch, "execution.queued", received, self._received_data(row, None))
+        other = self.store.create_execution(row, batch)
+        if other is not None:
+            if other.plan_digest != p_digest:
+                raise ValueError(f"execution id {eid} was already used for another plan ({other.plan_digest})")
+        return eid
+
+    async def run_claimed(self, row: ExecutionRow, *, on_event: Callable[[dict[str, Any]], Any] | None = None) -> PlanResult:
+        """Run a queued execution that this engine has claimed (``store.claim_queued(self.owner, …)``)."""
+        if self.recover_on_start and not self._recovered:
+            self._recovered = True
+            await self.recover_async()
+        self._ensure_lease_renewer()
+        stored = self.store.get_result(row.execution_id)
+        if stored is not None:
+            return PlanResult.model_validate(stored)
+        plan_in = row.options.get("plan")
+        if row.options.get("plan_is_text") and isinstance(plan_in, str):
+            plan_in = plan_in.encode("utf-8", "surrogatepass")
+        plan_doc, plan_model, violations, p_digest = _read_plan(plan_in, "v1")
+        tail = self.store.journal_tail(row.execution_id)
+        writer = ChainWriter(row.execution_id, next_seq=tail[0] + 1, prev_hash=tail[1]) if tail else ChainWriter(row.execution_id)
+        batch = WriteBatch()
+        writer.append(batch, "execution.received", now_ms(), self._received_data(row, None))
+        self.store.write(batch)
+        ctx_doc = row.context if row.options.get("context_readable", True) else None
+        return await self._admit(plan_doc, plan_model, violations, p_digest, ctx_doc,
+                                 row.options.get("context_readable", True), row, writer, on_event=on_event,
+                                 envelope=None, _depth=0, _deadline_cap=None)
+
+    def _new_row(self, plan_doc: Any, p_digest: str, eid: str, rid: str, ctx_doc: Any, now: int, status: str,
+                 parent: tuple[str, str] | None, depth: int) -> ExecutionRow:
+        plan_id = plan_doc.get("id") if isinstance(plan_doc, dict) and isinstance(plan_doc.get("id"), str) else ""
+        version = plan_doc.get("version") if isinstance(plan_doc, dict) else None
+        version = version if isinstance(version, int) and not isinstance(version, bool) else 0
+        return ExecutionRow(
+            execution_id=eid, plan_id=plan_id, plan_version=version, plan_digest=p_digest, run_id=rid, status=status,
+            created_at=now, updated_at=now, context=ctx_doc if isinstance(ctx_doc, dict) else {},
+            lease_owner=self.owner, lease_expires_at=now + self.lease_ms,
+            parent_execution_id=parent[0] if parent else None, parent_step_id=parent[1] if parent else None,
+            options={"workspace": self.envelope.workspace, "depth": depth},
+        )
+
+    def _received_data(self, row: ExecutionRow, parent: tuple[str, str] | None) -> dict[str, Any]:
+        trig = row.context.get("trigger_type", "manual") if isinstance(row.context, dict) else "manual"
+        return {
+            "plan_id": row.plan_id, "plan_version": row.plan_version, "plan_digest": row.plan_digest,
+            "run_id": row.run_id, "trigger_type": trig if isinstance(trig, str) else None,
+            "parent": {"execution_id": parent[0], "step_id": parent[1]} if parent else None, "engine": self.owner,
+        }
+
+    async def _admit(self, plan_doc: Any, plan_model: Plan | None, violations: list[dict[str, Any]], p_digest: str,
+                     ctx_doc: Any, ctx_raw_ok: bool, row: ExecutionRow, writer: ChainWriter, *,
+                     on_event: Any, envelope: Any, _depth: int, _deadline_cap: int | None) -> PlanResult:
+        """Admission in the §5.0 order for a stored execution, then the run."""
+        eid, rid = row.execution_id, row.run_id
+        started_at = ctx_doc.get("started_at") if isinstance(ctx_doc, dict) else None
+        if not (isinstance(started_at, int) and not isinstance(started_at, bool) and started_at > 0):
+            started_at = row.created_at
+        env_in_force = self.envelope
         rejection = Rejection(self, plan_doc, plan_model, p_digest, rid, eid, started_at, writer, WriteBatch(), on_event)
         rejection.emit("plan_received", {"plan_digest": p_digest})
 
@@ -440,6 +521,12 @@ def _read_plan(plan: Any, dialect: str) -> tuple[Any, Plan | None, list[dict[str
         return doc, None, [x.to_dict() for x in exc.violations], _raw_digest(doc if doc is not None else raw)
     pdoc = model.to_document()
     return pdoc, model, [], digest(pdoc)
+
+
+def _as_text(raw: Any) -> str:
+    if isinstance(raw, (bytes, bytearray)):
+        return bytes(raw).decode("utf-8", "surrogateescape")
+    return raw if isinstance(raw, str) else repr(raw)
 
 
 def v_load(raw: Any) -> Any:

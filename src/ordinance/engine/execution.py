@@ -8,6 +8,7 @@ chain a step's completion and its successor's start cost one durable commit.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import logging
 from dataclasses import dataclass, replace
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from pydantic import ValidationError
 
 from ..actions.registry import ActionContext, ActionFailure, ActionSpec, StateSnapshot, payload_errors
-from ..contract.canonical import canonical_bytes, digest
+from ..contract.canonical import canonical_bytes, digest, digest_bytes
 from ..contract.errors import SEVERITY_RANK, ErrorCode, ErrorSeverity
 from ..contract.models import (
     CompensationStatus, CompensationType, ExecutionContext, ExecutionError, OnFailure, OperationReceipt, Plan,
@@ -323,7 +324,10 @@ class Execution(JournaledRun):
                 occurred_at=started, step_id=st.id, details={"problems": problems},
             )
             return False
-        key = digest({"plan_id": self.plan.id, "step_id": st.id, "action": spec.name, "payload": payload})
+        key = st.extra.get("idempotency_key")
+        if key is None:
+            key = st.extra["idempotency_key"] = digest(
+                {"plan_id": self.plan.id, "step_id": st.id, "action": spec.name, "payload": payload})
         ctx = self._action_context(st, attempt, spec.name, st.timeout_ms)
 
         # §7.2 idempotency: a key with a succeeded receipt is replayed, not run again.
@@ -348,7 +352,7 @@ class Execution(JournaledRun):
         status = "succeeded"
         try:
             output = await self._call(spec, parsed, ctx, st.timeout_ms)
-            canonical_bytes(output)  # must be JSON (no NaN, no objects)
+            output_digest = digest_bytes(canonical_bytes(output))  # must be JSON (no NaN, no objects)
         except AttemptTimeout:
             status = "timed_out"
             error = ExecutionError.of(
@@ -381,13 +385,13 @@ class Execution(JournaledRun):
         finished = now_ms()
         post = self._probe(spec, payload, ctx)
         ctype, ccmd = self._compensation_of(st)
-        receipt = OperationReceipt(
-            operation_id="op_" + digest({"execution_id": self.execution_id, "step_id": st.id, "attempt": attempt})[7:39],
+        receipt = _receipt(
+            operation_id=_operation_id(self.execution_id, st.id, attempt),
             execution_id=self.execution_id, step_id=st.id, attempt=attempt, timestamp=finished, action=spec.name,
             idempotency_key=key, pre_state_hash=pre.digest, post_state_hash=post.digest, compensation_type=ctype,
             compensation_command=ccmd, compensation_verified=False, status=status,
         )
-        stored = receipt.model_dump(mode="json")
+        stored = _receipt_doc(receipt)
         stored["output"] = output if status == "succeeded" else None
         stored["payload"] = payload
         stored["snapshot"] = {"digest": pre.digest, "restore": pre.restore}
@@ -406,7 +410,7 @@ class Execution(JournaledRun):
                 "step.attempt_succeeded",
                 step_record(action=spec.name, status="succeeded", started_at=started, completed_at=finished,
                             pre_state_hash=pre.digest, post_state_hash=post.digest,
-                            output_digest=digest(output), operation_id=receipt.operation_id),
+                            output_digest=output_digest, operation_id=receipt.operation_id),
                 step_id=st.id, attempt=attempt,
             )
             self.emit("step_succeeded", {"attempt": attempt, "duration_ms": finished - started}, step_id=st.id)
@@ -429,13 +433,13 @@ class Execution(JournaledRun):
 
     def _replay(self, st: StepState, attempt: int, key: str, prior: dict[str, Any], started: int) -> bool:
         ctype, ccmd = self._compensation_of(st)
-        receipt = OperationReceipt(
-            operation_id="op_" + digest({"execution_id": self.execution_id, "step_id": st.id, "attempt": attempt})[7:39],
+        receipt = _receipt(
+            operation_id=_operation_id(self.execution_id, st.id, attempt),
             execution_id=self.execution_id, step_id=st.id, attempt=attempt, timestamp=started, action=st.step.action,
             idempotency_key=key, pre_state_hash=prior.get("post_state_hash"), post_state_hash=prior.get("post_state_hash"),
             compensation_type=ctype, compensation_command=ccmd, status="replayed",
         )
-        stored = receipt.model_dump(mode="json")
+        stored = _receipt_doc(receipt)
         stored["output"] = prior.get("output")
         stored["replayed_from"] = prior.get("operation_id")
         self.batch.receipts.append(stored)
@@ -459,13 +463,13 @@ class Execution(JournaledRun):
     def _record_cancelled_attempt(self, st: StepState, attempt: int, spec: ActionSpec, key: str, pre: StateSnapshot) -> None:
         finished = now_ms()
         ctype, ccmd = self._compensation_of(st)
-        receipt = OperationReceipt(
-            operation_id="op_" + digest({"execution_id": self.execution_id, "step_id": st.id, "attempt": attempt})[7:39],
+        receipt = _receipt(
+            operation_id=_operation_id(self.execution_id, st.id, attempt),
             execution_id=self.execution_id, step_id=st.id, attempt=attempt, timestamp=finished, action=spec.name,
             idempotency_key=key, pre_state_hash=pre.digest, post_state_hash=None, compensation_type=ctype,
             compensation_command=ccmd, status="cancelled",
         )
-        stored = receipt.model_dump(mode="json")
+        stored = _receipt_doc(receipt)
         stored["output"] = None
         self.batch.receipts.append(stored)
         st.receipt = receipt
@@ -496,13 +500,24 @@ class Execution(JournaledRun):
                 return await pool.run(spec.func, parsed, ctx.for_worker(), timeout_s)
             except asyncio.TimeoutError:
                 raise AttemptTimeout() from None
-        task = asyncio.get_running_loop().create_task(spec.func(parsed, ctx))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(spec.func(parsed, ctx))
+        waiter = loop.create_future()
+
+        def wake(_: Any = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        task.add_done_callback(wake)
+        timer = loop.call_later(timeout_s, wake)
         try:
-            done, _ = await asyncio.wait({task}, timeout=timeout_s)
+            await waiter
         except asyncio.CancelledError:
+            timer.cancel()
             await _stop_task(task)
             raise
-        if not done:
+        timer.cancel()
+        if not task.done():  # the timer fired first: hard stop, and no late result is accepted
             await _stop_task(task)
             raise AttemptTimeout()
         return task.result()
@@ -652,6 +667,26 @@ class Execution(JournaledRun):
             run_id=self.run_id,
             error=error,
         )
+
+
+def _operation_id(execution_id: str, step_id: str, attempt: int) -> str:
+    return "op_" + hashlib.sha256(f"{execution_id}/{step_id}/{attempt}".encode()).hexdigest()[:32]
+
+
+def _receipt(**fields: Any) -> OperationReceipt:
+    """An OperationReceipt from engine-built fields (already of the right types: no re-validation)."""
+    fields.setdefault("compensation_verified", False)
+    return OperationReceipt.model_construct(**fields)
+
+
+def _receipt_doc(r: OperationReceipt) -> dict[str, Any]:
+    return {
+        "operation_id": r.operation_id, "execution_id": r.execution_id, "step_id": r.step_id, "attempt": r.attempt,
+        "timestamp": r.timestamp, "action": r.action, "idempotency_key": r.idempotency_key,
+        "pre_state_hash": r.pre_state_hash, "post_state_hash": r.post_state_hash,
+        "compensation_type": r.compensation_type.value, "compensation_command": r.compensation_command,
+        "compensation_verified": r.compensation_verified, "status": r.status,
+    }
 
 
 async def _stop_task(task: asyncio.Task) -> None:

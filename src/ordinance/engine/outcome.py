@@ -51,7 +51,7 @@ def pick_error(errors: list[ExecutionError], *, now: int) -> ExecutionError | No
     return best
 
 
-def check_result(result: PlanResult) -> list[str]:
+def check_result(result: PlanResult, document: dict[str, Any] | None = None) -> list[str]:
     """The result's own validation (§5.6 validate_result): invariants a correct engine always keeps."""
     problems: list[str] = []
     if len(result.step_results) != result.steps_total:
@@ -76,7 +76,7 @@ def check_result(result: PlanResult) -> list[str]:
     if result.completed_at < result.started_at:
         problems.append("completed_at is before started_at")
     try:
-        digest(result.to_document())
+        digest(document if document is not None else result.to_document())
     except (TypeError, ValueError) as exc:
         problems.append(f"the result is not canonical JSON: {exc}")
     return problems
@@ -120,6 +120,8 @@ class _ResultInvalid(Exception):
 async def _run(x: Any, status: PlanStatus, error_handler: Any) -> PlanResult:
     names = RULE_SETS[status]
     result: PlanResult | None = None
+    doc: dict[str, Any] | None = None
+    rdigest = ""
     error: ExecutionError | None = None
     completed_at = now_ms()
     compensation: dict[str, Any] | None = None
@@ -157,19 +159,21 @@ async def _run(x: Any, status: PlanStatus, error_handler: Any) -> PlanResult:
             if error is not None and compensation and (compensation.get("verified") or compensation.get("failed")):
                 error = error.model_copy(update={"details": {**error.details, "compensation": compensation}})
             result = x.build_result(status, error, completed_at)
+            doc = result.to_document()
             data = {"status": status.value}
         elif name == "validate_result":
             assert result is not None
-            problems = check_result(result)
+            problems = check_result(result, doc)
+            if not problems:
+                rdigest = digest(doc)
             data = {"ok": not problems, "problems": problems}
             if problems:
                 x.record(f"outcome.{name}", data)
                 raise _ResultInvalid(problems)
         elif name == "persist_result":
             assert result is not None
-            doc = result.to_document()
-            x.batch.results.append((x.execution_id, doc, digest(doc)))
-            data = {"result_digest": digest(doc)}
+            x.batch.results.append((x.execution_id, doc, rdigest))
+            data = {"result_digest": rdigest}
             x.record(f"outcome.{name}", data)
             try:
                 x.commit_now()  # the result is durable before its outcome event (§5.8)
@@ -199,11 +203,11 @@ async def _run(x: Any, status: PlanStatus, error_handler: Any) -> PlanResult:
             data = {"notified": notified}
         elif name == "return_result":
             assert result is not None
-            data = {"result_digest": digest(result.to_document())}
+            data = {"result_digest": rdigest}
         x.record(f"outcome.{name}", data)
     assert result is not None
     if store_failed is None:
-        x.record("execution.result", {"result_digest": digest(result.to_document()), "status": result.status.value})
+        x.record("execution.result", {"result_digest": rdigest, "status": result.status.value})
         try:
             x.commit_now()
         except StoreError as exc:

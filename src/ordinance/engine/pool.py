@@ -289,9 +289,10 @@ class WorkerPool:
                 self._release(worker)  # stopped before anything was sent: the worker is still clean
             elif worker is not None:  # timed out or cancelled mid-call: the worker dies with it
                 self._kill(worker)
-                self._spawn_later()
+                reaper = self._reaper(worker)
+                reaper.add_done_callback(lambda _t: self._spawn_later())  # replace once the old one is gone
                 with contextlib.suppress(BaseException):
-                    await asyncio.shield(self._reaper(worker))
+                    await asyncio.shield(reaper)
             raise
         worker.busy = False
         self._release(worker)

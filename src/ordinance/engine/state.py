@@ -49,7 +49,7 @@ class StepState:
         duration = None
         if self.started_at is not None and self.completed_at is not None:
             duration = max(0, self.completed_at - self.started_at)
-        return StepResult(
+        return StepResult.model_construct(
             step_id=self.step.id,
             status=StepStatus(status),
             attempts=self.attempts,

@@ -177,7 +177,12 @@ def verify_bundle(
             add(Problem(f"malformed bundle record #{pos}: needs exactly {sorted(_RECORD_KEYS)}"))
             continue
         li, text, entry_hash, proof_b64 = item["leaf_index"], item["body"], item["entry_hash"], item["inclusion_proof"]
-        if type(li) is not int or not isinstance(text, str) or not isinstance(entry_hash, str) or not isinstance(proof_b64, list):
+        if (
+            type(li) is not int
+            or not isinstance(text, str)
+            or not isinstance(entry_hash, str)
+            or not isinstance(proof_b64, list)
+        ):
             add(Problem(f"malformed bundle record #{pos}: a field has the wrong type"))
             continue
         if li <= last_leaf:

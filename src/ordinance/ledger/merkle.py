@@ -224,7 +224,9 @@ def root_from_inclusion_proof(leaf: bytes, index: int, tree_size: int, proof: Se
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise ProofError(f"inclusion proof too short: {len(proof)} elements for leaf {index} of a tree of size {tree_size}")
+        raise ProofError(
+            f"inclusion proof too short: {len(proof)} elements for leaf {index} of a tree of size {tree_size}"
+        )
     return r
 
 

@@ -27,7 +27,7 @@ from hashlib import sha256
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 __all__ = [
     "ALG_ED25519",
@@ -195,8 +195,6 @@ class Signer:
 
     def to_key(self) -> str:
         """The private signer key string (keep it secret)."""
-        from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
-
         seed = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         b64 = base64.b64encode(bytes([ALG_ED25519]) + seed).decode("ascii")
         return f"PRIVATE+KEY+{self.name}+{self.key_id:08x}+{b64}"

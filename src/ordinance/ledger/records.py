@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
-from collections.abc import Callable
 from typing import Any, cast
 
 _loads: Callable[[bytes | str], Any]
@@ -58,8 +58,13 @@ class RecordError(ValueError):
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse JSON text (orjson when available)."""
-    return _loads(data)
+    """Parse JSON text: orjson when available, the stdlib for what orjson refuses (so the stdlib decides)."""
+    try:
+        return _loads(data)
+    except ValueError:
+        if _loads is json.loads:
+            raise
+        return json.loads(data)
 
 
 def canonical_json(obj: Any) -> bytes:

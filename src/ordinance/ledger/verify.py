@@ -62,7 +62,12 @@ class Problem:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"leaf_index": self.leaf_index, "execution_id": self.execution_id, "seq": self.seq, "reason": self.reason}
+        return {
+            "leaf_index": self.leaf_index,
+            "execution_id": self.execution_id,
+            "seq": self.seq,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -258,11 +263,17 @@ def verify_scanned(
             li = expected
             expected += 1
         elif li > expected:
-            missing = f"leaf {expected} is missing" if li == expected + 1 else f"leaves {expected}..{li - 1} are missing"
+            missing = (
+                f"leaf {expected} is missing" if li == expected + 1 else f"leaves {expected}..{li - 1} are missing"
+            )
             add(Problem(f"leaf index gap: expected {expected}, found {li} ({missing})", expected))
             expected = li + 1
         else:
-            add(Problem(f"leaf index {li} is repeated or out of order (expected {expected})", li, rec.execution_id, rec.seq))
+            add(
+                Problem(
+                    f"leaf index {li} is repeated or out of order (expected {expected})", li, rec.execution_id, rec.seq
+                )
+            )
         append_leaf(lh)
         if not hash_ok:
             add(Problem("entry_hash does not match body", li, rec.execution_id, rec.seq))
@@ -289,8 +300,8 @@ def verify_scanned(
         cs = checkpoint.tree_size
         mismatch = False
         if size < cs:
-            add_tail = Problem(f"log shorter than checkpoint (truncated): {size} records, the checkpoint covers {cs}", size)
-            problems.append(add_tail)
+            reason = f"log shorter than checkpoint (truncated): {size} records, the checkpoint covers {cs}"
+            problems.append(Problem(reason, size))
             mismatch = True
         elif tree.root(cs) != checkpoint.root_hash:
             problems.append(Problem(f"tree root differs from checkpoint at size {cs}: the log was changed"))
@@ -341,9 +352,7 @@ def _locate(tree: MerkleTree, anchors: Sequence[Checkpoint], limit: int) -> Prob
     bad = usable[lo].tree_size
     good = usable[lo - 1].tree_size if lo else 0
     if bad - good == 1:
-        reason = (
-            f"tree differs from checkpoint: leaf {good} is not the leaf the checkpoint of size {bad} committed to"
-        )
+        reason = f"tree differs from checkpoint: leaf {good} is not the leaf the checkpoint of size {bad} committed to"
     else:
         reason = f"tree differs from checkpoint: the first changed leaf lies in {good}..{bad - 1}"
     return Problem(reason, good)

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -46,12 +45,11 @@ from .schema import (
     EXECUTION_SELECT,
     OUTBOX_CLAIM_MS,
     TOKEN_SELECT,
-    check_journal,
+    PreparedBatch,
     dumps,
     execution_from_row,
     execution_params,
-    outbox_params,
-    receipt_params,
+    now_ms,
     token_from_row,
     token_params,
 )
@@ -78,10 +76,6 @@ def _scalar(conn: psycopg.Connection, query: str, params: Any = ()) -> Any:
     r = conn.execute(query, params).fetchone()
     assert r is not None, query
     return r[0]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _ph(n: int) -> str:
@@ -111,28 +105,6 @@ _UPSERT_RECEIPT = (
 )
 _INSERT_RESULT = "INSERT INTO results (execution_id, document, digest) VALUES (%s, %s, %s)"
 _INSERT_OUTBOX = "INSERT INTO outbox (event_id, execution_id, event) VALUES (%s, %s, %s)"
-
-
-class _Prepared:
-    """A WriteBatch turned into statement parameters before a connection is taken."""
-
-    __slots__ = ("journal", "outbox", "receipts", "results", "updates")
-
-    def __init__(self, batch: WriteBatch | None, op: str) -> None:
-        batch = batch or WriteBatch()
-        self.updates = [
-            (u.status, u.updated_at, u.clear_lease, u.clear_lease, u.execution_id) for u in batch.updates
-        ]
-        check_journal(batch.journal, op)
-        self.journal = []
-        for rec in batch.journal:
-            body = bytes(rec.body)
-            self.journal.append((rec.execution_id, rec.seq, rec.kind, body, rec.entry_hash, schema.leaf_hash(body)))
-        self.receipts = [receipt_params(doc, op) for doc in batch.receipts]
-        self.results = [
-            (eid, dumps(doc, "a result document", op), digest) for eid, doc, digest in batch.results
-        ]
-        self.outbox = [outbox_params(ev, op) for ev in batch.outbox]
 
 
 class _Pool:
@@ -286,7 +258,7 @@ class PostgresStore(Store):
                         ) from exc
                     conn.execute(
                         "INSERT INTO schema_version (version, description, applied_at) VALUES (%s, %s, %s)",
-                        (m.version, m.description, _now_ms()),
+                        (m.version, m.description, now_ms()),
                     )
 
     @staticmethod
@@ -325,7 +297,7 @@ class PostgresStore(Store):
             return conn.execute(query, params).fetchone()
 
     @staticmethod
-    def _apply(conn: psycopg.Connection, p: _Prepared, op: str) -> None:
+    def _apply(conn: psycopg.Connection, p: PreparedBatch, op: str) -> None:
         cur = conn.cursor()
         for params in p.updates:
             cur.execute(_UPDATE_EXECUTION, params)
@@ -336,7 +308,8 @@ class PostgresStore(Store):
             # The row lock on ledger_head is held until COMMIT: appends are serialised in commit order.
             cur.execute("UPDATE ledger_head SET size = size + %s WHERE id = 1 RETURNING size", (n,))
             head = cur.fetchone()
-            assert head is not None, "ledger_head has no row"
+            if head is None:
+                raise StoreError(f"store {op} failed: the ledger_head row is missing (a damaged schema)")
             first = head[0] - n
             cur.executemany(_INSERT_JOURNAL, [(first + i, *row) for i, row in enumerate(p.journal)])
         if p.receipts:
@@ -350,7 +323,7 @@ class PostgresStore(Store):
     def close(self) -> None:
         self._pool.close()
 
-    def __enter__(self) -> PostgresStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -370,7 +343,7 @@ class PostgresStore(Store):
             cur = conn.execute(
                 "INSERT INTO plans (plan_id, version, digest, document, registered_at) VALUES (%s, %s, %s, %s, %s) "
                 "ON CONFLICT (plan_id, version) DO NOTHING",
-                (plan_id, version, digest, text, _now_ms()),
+                (plan_id, version, digest, text, now_ms()),
             )
             if cur.rowcount == 1:
                 return True
@@ -388,7 +361,7 @@ class PostgresStore(Store):
     # -- executions --------------------------------------------------------------------------------------------
     def create_execution(self, row: ExecutionRow, batch: WriteBatch | None = None) -> ExecutionRow | None:
         params = execution_params(row, "create_execution")
-        prepared = _Prepared(batch, "create_execution")
+        prepared = PreparedBatch(batch, "create_execution")
         with self._tx("create_execution") as conn:
             if conn.execute(_INSERT_EXECUTION, params).rowcount != 1:
                 r = conn.execute(
@@ -417,7 +390,7 @@ class PostgresStore(Store):
     def write(self, batch: WriteBatch) -> None:
         if not batch:
             return
-        prepared = _Prepared(batch, "write")
+        prepared = PreparedBatch(batch, "write")
         with self._tx("write") as conn:
             self._apply(conn, prepared, "write")
 

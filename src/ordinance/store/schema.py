@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import hashlib as _hashlib
 import json as _json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .base import EXECUTION_STATES, ExecutionRow, JournalAppend, OutboxEvent, StoreError, TokenRow
+from .base import EXECUTION_STATES, ExecutionRow, JournalAppend, OutboxEvent, StoreError, TokenRow, WriteBatch
 
 __all__ = ["MIGRATIONS", "Migration", "latest_version", "pending_migrations"]
 
@@ -360,3 +361,30 @@ def token_from_row(r: Any, load: Callable[[Any], Any]) -> TokenRow:
         token_id=r[0], token_hash=r[1], user_id=r[2], roles=list(load(r[3])), scopes=list(load(r[4])),
         created_at=r[5], expires_at=r[6], revoked=bool(r[7]),
     )
+
+
+class PreparedBatch:
+    """A WriteBatch turned into statement parameters before any lock or connection is taken (both backends).
+
+    ``journal`` rows lack only their leaf index, which the backend assigns inside the transaction.
+    """
+
+    __slots__ = ("journal", "outbox", "receipts", "results", "updates")
+
+    def __init__(self, batch: WriteBatch | None, op: str) -> None:
+        batch = batch or WriteBatch()
+        self.updates = [
+            (u.status, u.updated_at, u.clear_lease, u.clear_lease, u.execution_id) for u in batch.updates
+        ]
+        check_journal(batch.journal, op)
+        self.journal = []
+        for rec in batch.journal:
+            body = bytes(rec.body)
+            self.journal.append((rec.execution_id, rec.seq, rec.kind, body, rec.entry_hash, leaf_hash(body)))
+        self.receipts = [receipt_params(doc, op) for doc in batch.receipts]
+        self.results = [(eid, dumps(doc, "a result document", op), digest) for eid, doc, digest in batch.results]
+        self.outbox = [outbox_params(ev, op) for ev in batch.outbox]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 from . import schema
 from .base import (
@@ -37,12 +37,11 @@ from .schema import (
     EXECUTION_SELECT,
     OUTBOX_CLAIM_MS,
     TOKEN_SELECT,
-    check_journal,
+    PreparedBatch,
     dumps,
     execution_from_row,
     execution_params,
-    outbox_params,
-    receipt_params,
+    now_ms,
     token_from_row,
     token_params,
 )
@@ -90,30 +89,22 @@ def parse_sqlite_url(path_or_url: str | os.PathLike[str]) -> str:
     return s
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class _Prepared:
-    """A WriteBatch turned into statement parameters before the write lock is taken."""
-
-    __slots__ = ("journal", "outbox", "receipts", "results", "updates")
-
-    def __init__(self, batch: WriteBatch | None, op: str) -> None:
-        batch = batch or WriteBatch()
-        self.updates = [
-            (u.status, u.updated_at, u.clear_lease, u.clear_lease, u.execution_id) for u in batch.updates
-        ]
-        check_journal(batch.journal, op)
-        self.journal = []
-        for rec in batch.journal:
-            body = bytes(rec.body)
-            self.journal.append((rec.execution_id, rec.seq, rec.kind, body, rec.entry_hash, schema.leaf_hash(body)))
-        self.receipts = [receipt_params(doc, op) for doc in batch.receipts]
-        self.results = [
-            (eid, dumps(doc, "a result document", op), digest) for eid, doc, digest in batch.results
-        ]
-        self.outbox = [outbox_params(ev, op) for ev in batch.outbox]
+def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch the file to WAL (persistent, so usually already done). The switch needs an exclusive lock and
+    SQLite does not run the busy handler for it, so openers racing on a new file retry here."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.002
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", None) in (5, 6) or "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 class SQLiteStore(Store):
@@ -149,7 +140,8 @@ class SQLiteStore(Store):
             raise StoreError(f"store open failed: {path}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if not self._memory:
+                _enable_wal(conn, busy_timeout_ms / 1000)
             conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
             self._conn = conn
             self._migrate()
@@ -183,7 +175,7 @@ class SQLiteStore(Store):
                     ) from exc
                 conn.execute(
                     "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-                    (m.version, m.description, _now_ms()),
+                    (m.version, m.description, now_ms()),
                 )
             conn.execute("COMMIT")
         except BaseException:
@@ -248,7 +240,7 @@ class SQLiteStore(Store):
             return conn.execute(sql, params).fetchone()
 
     @staticmethod
-    def _apply(conn: sqlite3.Connection, p: _Prepared, op: str) -> None:
+    def _apply(conn: sqlite3.Connection, p: PreparedBatch, op: str) -> None:
         for params in p.updates:
             if conn.execute(_UPDATE_EXECUTION, params).rowcount != 1:
                 raise StoreError(f"store {op} failed: execution {params[-1]} does not exist")
@@ -272,7 +264,7 @@ class SQLiteStore(Store):
                 except sqlite3.Error:
                     pass
 
-    def __enter__(self) -> SQLiteStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -292,7 +284,7 @@ class SQLiteStore(Store):
             cur = conn.execute(
                 "INSERT INTO plans (plan_id, version, digest, document, registered_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (plan_id, version) DO NOTHING",
-                (plan_id, version, digest, text, _now_ms()),
+                (plan_id, version, digest, text, now_ms()),
             )
             if cur.rowcount == 1:
                 return True
@@ -311,7 +303,7 @@ class SQLiteStore(Store):
     # -- executions --------------------------------------------------------------------------------------------
     def create_execution(self, row: ExecutionRow, batch: WriteBatch | None = None) -> ExecutionRow | None:
         params = execution_params(row, "create_execution")
-        prepared = _Prepared(batch, "create_execution")
+        prepared = PreparedBatch(batch, "create_execution")
         with self._tx("create_execution") as conn:
             if conn.execute(_INSERT_EXECUTION, params).rowcount != 1:
                 r = conn.execute(
@@ -340,7 +332,7 @@ class SQLiteStore(Store):
     def write(self, batch: WriteBatch) -> None:
         if not batch:
             return
-        prepared = _Prepared(batch, "write")
+        prepared = PreparedBatch(batch, "write")
         with self._tx("write") as conn:
             self._apply(conn, prepared, "write")
 

@@ -118,9 +118,13 @@ async def request(payload: HttpRequest, ctx: ActionContext) -> dict[str, Any]:
     Redirects are not followed; ``expect_status`` (an int or a list) turns other statuses into failures.
     """
     remaining_s = max(0.001, (ctx.deadline_ms - time.time() * 1000) / 1000)
-    kwargs: dict[str, Any] = {"headers": payload.headers or {}}
-    if "json_" in payload.model_fields_set:
-        kwargs["json"] = payload.json_
+    headers = dict(payload.headers or {})
+    kwargs: dict[str, Any] = {"headers": headers}
+    if "json_" in payload.model_fields_set:  # encoded here so that ``json: null`` sends ``null``
+        kwargs["content"] = _json.dumps(payload.json_, separators=(",", ":"), ensure_ascii=False,
+                                        allow_nan=False).encode("utf-8")
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
     elif payload.body is not None:
         kwargs["content"] = payload.body.encode("utf-8")
     try:

@@ -95,6 +95,23 @@ class _Capture:
         return self.data.decode("utf-8", errors="replace")
 
 
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Stream protocol that also reports the moment the command itself exits.
+
+    (``Process.wait()`` only returns once every pipe is closed too, which a background grandchild
+    holding stdout would postpone indefinitely.)
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=256 * 1024, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -136,8 +153,10 @@ async def run(payload: ShellRun, ctx: ActionContext) -> dict[str, Any]:
             cwd = f"{_PROC_FD}/{cwd_fd}"  # the child chdirs into the checked directory itself
         else:  # pragma: no cover - non-Linux fallback
             cwd = os.path.join(ctx.workspace, payload.cwd or "")
+        loop = asyncio.get_running_loop()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _Protocol(loop),
                 *payload.argv,
                 stdin=asyncio.subprocess.PIPE if payload.stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -154,6 +173,7 @@ async def run(payload: ShellRun, ctx: ActionContext) -> dict[str, Any]:
     finally:
         os.close(cwd_fd)
 
+    proc = asyncio.subprocess.Process(transport, protocol, loop)
     pgid = proc.pid  # start_new_session: the child leads its own process group
     out, err = _Capture(OUTPUT_LIMIT), _Capture(OUTPUT_LIMIT)
     assert proc.stdout is not None and proc.stderr is not None
@@ -162,7 +182,9 @@ async def run(payload: ShellRun, ctx: ActionContext) -> dict[str, Any]:
         assert proc.stdin is not None
         tasks.append(asyncio.ensure_future(_feed(proc.stdin, payload.stdin.encode("utf-8"))))
     try:
-        exit_code = await proc.wait()
+        await asyncio.shield(protocol.exited)  # a cancellation must not cancel the exit notification itself
+        exit_code = transport.get_returncode()
+        assert exit_code is not None
         _kill_group(pgid)  # nothing of the step outlives it
         _done, pending = await asyncio.wait(tasks, timeout=_DRAIN_AFTER_EXIT_S)
         for task in pending:  # a process that escaped the group still holds a pipe
@@ -173,12 +195,10 @@ async def run(payload: ShellRun, ctx: ActionContext) -> dict[str, Any]:
         for task in tasks:
             task.cancel()
         with contextlib.suppress(BaseException):
-            await asyncio.shield(proc.wait())
+            await asyncio.shield(protocol.exited)
         raise
     finally:
-        transport = getattr(proc, "_transport", None)
-        if transport is not None:
-            transport.close()
+        transport.close()
 
     result: dict[str, Any] = {"exit_code": exit_code, "stdout": out.text(), "stderr": err.text()}
     if out.truncated:
