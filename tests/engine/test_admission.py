@@ -181,3 +181,21 @@ def test_s6_1_expired_token_is_denied(store, workspace):
     e = Engine(store, workspace=str(workspace), authorization=True)
     r = e.run(make_plan({"action": "control.noop"}), environment=ENV, principal={"user_id": "ada", "token": tok.token})
     assert r.error.error_code is ErrorCode.POLICY_DENIED and "expired" in r.error.message
+
+
+def test_s6_2_envelope_globs_apply_to_paths_supplied_by_bindings(store, workspace):
+    """A path that only a binding supplies is unknown at admission; the envelope still applies at use."""
+    from ordinance.engine import Engine
+    from ordinance.governance import Envelope
+
+    env = Envelope(workspace=str(workspace), denied_paths=("secrets/*",))
+    (workspace / "secrets").mkdir()
+    plan = make_plan(
+        {"action": "control.echo", "payload": {"value": "secrets/key.txt"}},
+        {"action": "fs.write", "depends_on": [sid(1)], "payload": {"content": "x"},
+         "inputs": {"/path": {"step": sid(1), "pointer": "/value"}}},
+    )
+    r = Engine(store, envelope=env).run(plan, environment=ENV)
+    assert r.status is PlanStatus.FAILURE
+    assert r.step_results[1].status.value == "failed"
+    assert not (workspace / "secrets" / "key.txt").exists()

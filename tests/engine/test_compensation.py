@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ordinance.contract import ErrorCode, PlanStatus
+from ordinance.contract import PlanStatus
 from support import ENV, journal_kinds, make_plan, sid
 
 

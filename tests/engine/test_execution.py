@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 
 from ordinance.contract import ErrorCode, PlanStatus
 from ordinance.engine.outcome import RULE_SETS
@@ -272,7 +271,7 @@ def test_s7_1_every_attempt_that_reaches_an_action_has_a_receipt(engine, store):
 def test_s7_2_idempotent_action_with_succeeded_receipt_is_replayed(store, workspace):
     from pydantic import BaseModel
 
-    from ordinance.actions import ActionRegistry, default_registry
+    from ordinance.actions import default_registry
     from ordinance.engine import Engine
 
     calls = []

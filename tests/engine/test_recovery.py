@@ -163,3 +163,38 @@ def test_disk_full_journal_write_ends_in_a_result_not_a_traceback(tmp_path, work
     assert store.get_result(ok.execution_id)["status"] == "success"
     chain_ok(store)
     store.close()
+
+
+def test_s5_8_an_executor_that_lost_its_lease_cannot_write_or_compensate(store, workspace):
+    """Fencing: once recovery took an execution over, the old executor's commits are refused (nothing written),
+    it does not compensate, and the recovered result stands."""
+    import asyncio
+
+    from ordinance.engine import Engine
+
+    (workspace / "f.txt").write_text("before")
+    plan = make_plan({"action": "fs.write", "payload": {"path": "f.txt", "content": "after"}},
+                     {"action": "control.sleep", "payload": {"ms": 1500}, "depends_on": [sid(1)]})
+    slow = Engine(store, workspace=str(workspace), lease_ms=200, recover_on_start=False)
+
+    async def main():
+        task = asyncio.create_task(slow.run_async(plan, environment=ENV))
+        while not any(r.kind == "step.attempt_started" and json.loads(r.body).get("step_id") == sid(2)
+                      for r in store.journal()):
+            await asyncio.sleep(0.01)
+        slow._lease_task.cancel()  # the executor stalls: it stops renewing its lease
+        await asyncio.sleep(0.4)
+        rescuer = Engine(store, workspace=str(workspace), lease_ms=200, recover_on_start=False)
+        recovered = await rescuer.recover_async()
+        await rescuer.aclose()
+        stale = await task
+        await slow.aclose()
+        return recovered, stale
+
+    recovered, stale = asyncio.run(main())
+    assert len(recovered) == 1 and recovered[0].error.details["reason"] == "executor_lost"
+    assert stale.error.error_code is ErrorCode.EXECUTION_ABORTED and stale.error.details["reason"] == "lease_lost"
+    stored = store.get_result(stale.execution_id)
+    assert stored["error"]["details"]["reason"] == "executor_lost"  # recovery's result stands
+    assert (workspace / "f.txt").read_text() == "before"  # compensated once, by recovery
+    chain_ok(store)

@@ -14,7 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ordinance.governance.paths import (
-    FileTooLarge, PathDenied, WorkspaceFS, check_relpath, match_glob,
+    FileTooLarge,
+    PathDenied,
+    WorkspaceFS,
+    check_relpath,
+    match_glob,
 )
 
 
@@ -342,7 +346,7 @@ def test_s6_2_swapping_a_directory_for_a_symlink_never_escapes(ws: Path, outside
                 os.unlink(ws / "d")
                 os.rename(ws / "d.real", ws / "d")
                 swaps[0] += 1
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     thread = threading.Thread(target=swapper)

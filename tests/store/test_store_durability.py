@@ -224,7 +224,7 @@ def test_postgres_unreachable_server_is_a_store_error():
 
 @pytest.mark.postgres
 def test_postgres_lost_connection_is_a_store_error_then_the_store_reconnects():
-    from conftest import PostgresBackend, require_pg
+    from backends import PostgresBackend, require_pg
 
     backend = PostgresBackend(require_pg())
     try:
@@ -242,7 +242,7 @@ def test_postgres_lost_connection_is_a_store_error_then_the_store_reconnects():
 
 @pytest.mark.postgres
 def test_postgres_schemas_isolate_stores():
-    from conftest import PostgresBackend, require_pg
+    from backends import PostgresBackend, require_pg
 
     a, b = PostgresBackend(require_pg()), PostgresBackend(require_pg())
     try:

@@ -68,6 +68,9 @@ class ActionContext:
     principal_user: str | None = None
     reject_symlinks: bool = True
     protected_paths: tuple[str, ...] = ()
+    #: The envelope's path globs (§6.2), enforced at use for paths only a binding supplies. None = no allow-list.
+    allowed_paths: tuple[str, ...] | None = None
+    denied_paths: tuple[str, ...] = ()
     nesting_depth: int = 0
     runtime: Any = field(default=None, compare=False, repr=False)  # engine hook (execute_plan); None in workers
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -14,8 +13,8 @@ from typing import Any, Callable, Iterable, Mapping
 from ..actions.registry import ActionRegistry, default_registry, payload_errors
 from ..contract.canonical import digest, digest_bytes, run_id as make_run_id
 from ..contract.errors import ErrorCode
-from ..contract.models import UUID4_PATTERN, ExecutionContext, ExecutionError, Plan, PlanResult, PlanStatus, TriggerType
-from ..governance.envelope import Decision, Envelope
+from ..contract.models import UUID4_PATTERN, ExecutionContext, ExecutionError, Plan, PlanResult, PlanStatus
+from ..governance.envelope import Envelope
 from ..store.base import ExecutionRow, PlanImmutableError, Store, StoreError, WriteBatch
 from .clock import now_ms
 from .events import EventBus

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import heapq
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -19,18 +19,17 @@ from pydantic import ValidationError
 
 from ..actions.registry import ActionContext, ActionFailure, ActionSpec, StateSnapshot, payload_errors
 from ..contract.canonical import canonical_bytes, digest, digest_bytes
-from ..contract.errors import SEVERITY_RANK, ErrorCode, ErrorSeverity
+from ..contract.errors import ErrorCode, ErrorSeverity
 from ..contract.models import (
     CompensationStatus, CompensationType, ExecutionContext, ExecutionError, OnFailure, OperationReceipt, Plan,
     PlanResult, PlanStatus,
 )
-from ..store.base import ExecutionUpdate, StoreError, WriteBatch
+from ..store.base import StoreError, WriteBatch
 from .bindings import BindingError, apply_bindings
-from .clock import monotonic, now_ms
-from .events import make_event
+from .clock import now_ms
 from .journal import ChainWriter, step_record
 from .run_base import JournaledRun
-from .outcome import RULE_SETS, check_result, pick_error
+from .outcome import pick_error
 from .state import EMPTY_STATE_DIGEST, StepState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,10 +57,6 @@ class RunSettings:
     authorization: bool = False
     principal: Any = None  # contract Principal for nested runs
     on_event: Callable[[dict[str, Any]], Any] | None = None
-
-
-class _Halt(Exception):
-    pass
 
 
 class Execution(JournaledRun):
@@ -100,14 +95,20 @@ class Execution(JournaledRun):
             self.by_id[step.id] = st
         self.outputs: dict[str, Any] = {}
         self.halting_error: ExecutionError | None = None
-        self.running: dict[asyncio.Task, StepState] = {}
+        self.running: dict[str, StepState] = {}  # in flight: an attempt running, or a retry waiting
+        self._completed: list[StepState] = []  # attempts that ended, for the scheduler
+        self._retry_due: list[StepState] = []
+        self._wake: asyncio.Future | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_hit = False
         self._completion_counter = 0
-        self._flush_future: asyncio.Future | None = None
-        self._store_failed: StoreError | None = None
         self._event_seq = 0
         self.started_at = context.started_at
         self.plan_id = plan.id
         self.on_event = settings.on_event
+        env = settings.envelope
+        self._allowed_paths = _allowed_globs(env)
+        self._denied_paths = tuple(env.denied_paths) if env is not None else ()
 
     # -- main entry ------------------------------------------------------------------------------------------------
     async def run(self) -> PlanResult:
@@ -116,7 +117,7 @@ class Execution(JournaledRun):
             self.record("execution.started", {"deadline_ms": self.deadline_ms, "max_parallel": self.plan.max_parallel})
             self.emit("execution_started", {"deadline_ms": self.deadline_ms})
             try:
-                await self.durable()
+                self.commit_now()
                 await self._schedule()
             except asyncio.CancelledError:
                 # Cancelled from outside (a parent's step timeout, a shutdown): close the execution properly, then
@@ -125,13 +126,15 @@ class Execution(JournaledRun):
                 await self.finish()
                 raise
             except StoreError as exc:
-                self._abort_internal(f"store write failed: {exc}", reason="store_error")
+                self._abort_internal(f"store write failed: {exc}", reason="lease_lost" if self.lease_lost else "store_error")
             except Exception as exc:  # noqa: BLE001 - an engine fault ends the execution, never a traceback
                 log.exception("internal error in execution %s", self.execution_id)
                 self._abort_internal(f"internal error: {type(exc).__name__}: {exc}")
             return await self.finish()
         finally:
             self.engine._active.pop(self.execution_id, None)
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
 
     def _abort_internal(self, message: str, *, reason: str = "internal_error") -> None:
         if self.halting_error is None or self.halting_error.error_code is not ErrorCode.EXECUTION_ABORTED:
@@ -140,55 +143,127 @@ class Execution(JournaledRun):
             )
 
     # -- scheduling (§5.1, §5.2) -------------------------------------------------------------------------------
+    #
+    # The scheduler owns every decision. Each round it records the starts of the attempts it launches, commits
+    # them in one transaction (a start is durable before its action runs, §5.8), then launches them. Attempt
+    # tasks record their own completion and notify the scheduler; timers give hard stops (§5.3) and retry
+    # delays (§1.2). Completions that arrive in the same loop turn are handled, and committed, together.
+
+    def _notify(self, st: StepState) -> None:
+        self._completed.append(st)
+        fut = self._wake
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _ring(self) -> None:
+        fut = self._wake
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
     async def _schedule(self) -> None:
-        plan = self.plan
-        remaining = [len(st.step.depends_on) for st in self.states]
-        dependents: list[list[int]] = [[] for _ in self.states]
-        for st in self.states:
+        loop = asyncio.get_running_loop()
+        states = self.states
+        remaining = [len(st.step.depends_on) for st in states]
+        dependents: list[list[int]] = [[] for _ in states]
+        for st in states:
             for dep in st.step.depends_on:
                 dependents[self.by_id[dep].index].append(st.index)
-        ready = [st.index for st in self.states if remaining[st.index] == 0]
+        ready = [st.index for st in states if remaining[st.index] == 0]
         heapq.heapify(ready)
-        limit = plan.max_parallel
+        limit = self.plan.max_parallel
+        left = (self.deadline_ms - now_ms()) / 1000.0
+        self._deadline_timer = loop.call_later(max(left, 0.0), self._deadline_reached)
+        completed = self._completed
         while True:
-            while ready and len(self.running) < limit:
-                st = self.states[heapq.heappop(ready)]
-                st.status = "running"
-                task = asyncio.get_running_loop().create_task(self._run_step(st))
-                self.running[task] = st
-            if not self.running:
-                return
-            left = (self.deadline_ms - now_ms()) / 1000.0
-            if left <= 0:
+            if self._deadline_hit:
                 self._plan_timeout()
                 return
-            done, _ = await asyncio.wait(self.running.keys(), timeout=left, return_when=asyncio.FIRST_COMPLETED)
-            if not done:
-                if now_ms() >= self.deadline_ms:
+            # Start what is ready, in plan order, up to max_parallel (retries due keep their slot).
+            launch: list[tuple] = []
+            for st in self._retry_due:
+                item = self._begin_attempt(st, st.attempts + 1)
+                if item is not None:
+                    launch.append(item)
+            self._retry_due.clear()
+            while ready and len(self.running) < limit:
+                st = states[heapq.heappop(ready)]
+                st.status = "running"
+                self.running[st.id] = st
+                item = self._begin_attempt(st, 1)
+                if item is not None:
+                    launch.append(item)
+            self.commit_now()
+            for item in launch:
+                self._launch(*item)
+            if not self.running and not completed:
+                return
+            if not completed:
+                self._wake = loop.create_future()
+                try:
+                    await self._wake
+                finally:
+                    self._wake = None
+                if self._deadline_hit:
                     self._plan_timeout()
                     return
-                continue
-            for task in sorted(done, key=lambda t: self.running[t].index):
-                st = self.running.pop(task)
-                exc = task.exception() if not task.cancelled() else None
-                if exc is not None:
-                    if isinstance(exc, StoreError):
-                        raise exc
-                    raise exc
+            batch = sorted(completed, key=lambda s: s.index)
+            completed.clear()
+            for st in batch:
+                if st.extra.pop("internal_error", None) is not None:
+                    raise RuntimeError(st.extra.pop("internal_message", "attempt task failed"))
                 if st.status == "succeeded":
+                    del self.running[st.id]
                     for d in dependents[st.index]:
                         remaining[d] -= 1
                         if remaining[d] == 0:
                             heapq.heappush(ready, d)
-                elif st.status == "skipped":
+                    continue
+                # the attempt failed: retry (§5.2), or halt / skip
+                if self._schedule_retry(st, loop):
+                    continue
+                del self.running[st.id]
+                self._fail_step(st, st.error)
+                if st.status == "skipped":
                     self._mark_not_run(st, dependents)
-                elif st.status == "failed":
-                    if self.halting_error is None:
-                        self.halting_error = st.error
+                elif self.halting_error is None:
+                    self.halting_error = st.error
             if self.halting_error is not None:
                 return
-            if self._store_failed is not None:
-                raise self._store_failed
+
+    def _deadline_reached(self) -> None:
+        self._deadline_hit = True
+        self._ring()
+
+    def _schedule_retry(self, st: StepState, loop: asyncio.AbstractEventLoop) -> bool:
+        """§5.2: retry if on_failure is retry, the code is in retry_on, the error is recoverable, attempts remain and
+        the next attempt can start before the deadline. Schedules the attempt after the §1.2 delay."""
+        policy = st.step.effective_retry_policy
+        err = st.error
+        if (
+            policy is None or err is None or not err.recoverable or err.error_code.value not in policy.retry_on
+            or st.attempts >= policy.max_attempts or st.extra.get("no_retry")
+        ):
+            return False
+        attempt = st.attempts + 1
+        delay = policy.delay_before(attempt)
+        if now_ms() + delay >= self.deadline_ms:
+            return False
+        self.record(
+            "step.retry_scheduled",
+            {"next_attempt": attempt, "delay_ms": delay, "previous_error": err.error_code.value},
+            step_id=st.id, attempt=attempt,
+        )
+        self.emit("step_retry_scheduled", {"attempt": attempt, "delay_ms": delay}, step_id=st.id)
+        if delay <= 0:
+            self._retry_due.append(st)
+        else:
+            st.extra["timer"] = loop.call_later(delay / 1000.0, self._retry_timer, st)
+        return True
+
+    def _retry_timer(self, st: StepState) -> None:
+        st.extra.pop("timer", None)
+        self._retry_due.append(st)
+        self._ring()
 
     def _mark_not_run(self, origin: StepState, dependents: list[list[int]]) -> None:
         """§5.2 skip: every transitive dependent of a skipped step is not_run (in plan order)."""
@@ -206,14 +281,16 @@ class Execution(JournaledRun):
                 st.status = "not_run"
                 self.record(
                     "step.not_run",
-                    step_record(action=st.step.action, status="not_run", started_at=None, reason=f"dependency {origin.id} was skipped"),
+                    step_record(action=st.step.action, status="not_run", started_at=None,
+                                reason=f"dependency {origin.id} was skipped"),
                     step_id=st.id,
                 )
 
     def _plan_timeout(self) -> None:
         self.halting_error = ExecutionError.of(
             ErrorCode.PLAN_TIMEOUT,
-            f"the plan's effective deadline passed ({self.deadline_ms - self.started_at} ms after start); in-flight steps were stopped",
+            f"the plan's effective deadline passed ({self.deadline_ms - self.started_at} ms after start); "
+            "in-flight steps were stopped",
             occurred_at=now_ms(),
             details={"deadline_ms": self.deadline_ms, "in_flight": [st.id for st in self._in_flight()]},
         )
@@ -221,72 +298,24 @@ class Execution(JournaledRun):
     def _in_flight(self) -> list[StepState]:
         return sorted(self.running.values(), key=lambda s: s.index)
 
-    # -- one step: attempts, retries (§5.2, §1.2) --------------------------------------------------------------
-    async def _run_step(self, st: StepState) -> None:
-        step = st.step
-        policy = step.effective_retry_policy
-        max_attempts = policy.max_attempts if policy else 1
-        attempt = 0
-        try:
-            payload = apply_bindings(step.payload, step.inputs, self.outputs) if step.inputs else step.payload
-        except BindingError as exc:
-            self._fail_step(st, ExecutionError.of(
-                ErrorCode.INVALID_PAYLOAD, f"binding failed: {exc}", occurred_at=now_ms(), step_id=st.id,
-            ))
-            return
-        st.resolved_payload = payload
-        while True:
-            attempt += 1
-            if attempt > 1:
-                assert policy is not None
-                delay = policy.delay_before(attempt)
-                if now_ms() + delay >= self.deadline_ms:
-                    break
-                self.record(
-                    "step.retry_scheduled", {"next_attempt": attempt, "delay_ms": delay,
-                                             "previous_error": st.error.error_code.value if st.error else None},
-                    step_id=st.id, attempt=attempt,
-                )
-                self.emit("step_retry_scheduled", {"attempt": attempt, "delay_ms": delay}, step_id=st.id)
-                if delay:
-                    await asyncio.sleep(delay / 1000.0)
-            ok = await self._attempt(st, attempt, payload)
-            if ok:
-                return
-            err = st.error
-            assert err is not None
-            if not (
-                policy is not None
-                and err.error_code.value in policy.retry_on
-                and err.recoverable
-                and attempt < max_attempts
-            ):
-                break
-        # Out of attempts or not retryable: halt, or skip (§5.2).
-        assert st.error is not None
-        self._fail_step(st, st.error)
-
-    def _fail_step(self, st: StepState, error: ExecutionError) -> None:
+    def _fail_step(self, st: StepState, error: ExecutionError | None) -> None:
+        assert error is not None
         st.completed_at = st.completed_at or now_ms()
         if st.step.on_failure is OnFailure.SKIP:
             st.status = "skipped"
             st.error = error.model_copy(update={"severity": ErrorSeverity.WARN})
-            self.record(
-                "step.skipped",
-                step_record(action=st.step.action, status="skipped", started_at=st.started_at,
-                            completed_at=st.completed_at, error_message=error.message, error_code=error.error_code.value),
-                step_id=st.id,
-            )
+            kind = "step.skipped"
             self.emit("step_skipped", {"error_code": error.error_code.value, "message": error.message}, step_id=st.id)
         else:
             st.status = "failed"
             st.error = error
-            self.record(
-                "step.failed",
-                step_record(action=st.step.action, status="failed", started_at=st.started_at,
-                            completed_at=st.completed_at, error_message=error.message, error_code=error.error_code.value),
-                step_id=st.id,
-            )
+            kind = "step.failed"
+        self.record(
+            kind,
+            step_record(action=st.step.action, status=st.status, started_at=st.started_at,
+                        completed_at=st.completed_at, error_message=error.message, error_code=error.error_code.value),
+            step_id=st.id,
+        )
 
     def _action_context(self, st: StepState, attempt: int, action: str, timeout_ms: int) -> ActionContext:
         s = self.settings
@@ -302,42 +331,56 @@ class Execution(JournaledRun):
             principal_user=s.principal_user,
             reject_symlinks=s.reject_symlinks,
             protected_paths=s.protected_paths,
+            allowed_paths=self._allowed_paths,
+            denied_paths=self._denied_paths,
             nesting_depth=s.nesting_depth,
             runtime=self,
         )
 
-    async def _attempt(self, st: StepState, attempt: int, payload: dict[str, Any]) -> bool:
-        """One attempt; True if it succeeded. Sets st.error on failure."""
+    # -- attempts ------------------------------------------------------------------------------------------------
+    def _begin_attempt(self, st: StepState, attempt: int) -> tuple | None:
+        """Prepare attempt ``attempt`` and record its start (committed by the scheduler before launch).
+
+        Returns what :meth:`_launch` needs, or None when the attempt ended here (binding or payload error,
+        idempotent replay); such an attempt is already in the completion queue.
+        """
         spec = st.spec
         assert spec is not None
         step = st.step
-        st.attempts = attempt
         started = now_ms()
+        st.attempts = attempt
         if st.started_at is None:
             st.started_at = started
+        payload = st.resolved_payload
+        if payload is None:
+            try:
+                payload = apply_bindings(step.payload, step.inputs, self.outputs) if step.inputs else step.payload
+            except BindingError as exc:
+                return self._end_early(st, ExecutionError.of(
+                    ErrorCode.INVALID_PAYLOAD, f"binding failed: {exc}", occurred_at=started, step_id=st.id))
+            st.resolved_payload = payload
         try:
             parsed = spec.parse_payload(payload)
         except ValidationError:
             problems = payload_errors(spec, payload)
-            st.error = ExecutionError.of(
+            return self._end_early(st, ExecutionError.of(
                 ErrorCode.INVALID_PAYLOAD, f"payload does not fit {spec.name}: " + "; ".join(problems),
-                occurred_at=started, step_id=st.id, details={"problems": problems},
-            )
-            return False
+                occurred_at=started, step_id=st.id, details={"problems": problems}))
         key = st.extra.get("idempotency_key")
         if key is None:
             key = st.extra["idempotency_key"] = digest(
                 {"plan_id": self.plan.id, "step_id": st.id, "action": spec.name, "payload": payload})
-        ctx = self._action_context(st, attempt, spec.name, st.timeout_ms)
-
-        # §7.2 idempotency: a key with a succeeded receipt is replayed, not run again.
-        if spec.idempotent:
+        if spec.idempotent:  # §7.2: a key with a succeeded receipt is replayed, not run again
             prior = self.store.find_receipt(key)
             if prior is not None:
-                return self._replay(st, attempt, key, prior, started)
-
+                self._replay(st, attempt, key, prior, started)
+                self._notify(st)
+                return None
+        ctx = self._action_context(st, attempt, spec.name, st.timeout_ms)
         pre = self._probe(spec, payload, ctx)
+        st.extra["pre"] = pre
         st.in_attempt = True
+        st.extra["open_attempt"] = attempt
         self.record(
             "step.attempt_started",
             step_record(action=spec.name, status="running", started_at=started, pre_state_hash=pre.digest,
@@ -345,59 +388,132 @@ class Execution(JournaledRun):
             step_id=st.id, attempt=attempt,
         )
         self.emit("step_started", {"attempt": attempt, "action": spec.name}, step_id=st.id)
-        await self.durable()  # the start is durable before the action runs (§5.8)
+        return (st, attempt, parsed, ctx, pre, key, started)
 
-        error: ExecutionError | None = None
-        output: Any = None
-        status = "succeeded"
+    def _end_early(self, st: StepState, error: ExecutionError) -> None:
+        """An attempt that never reached its action: not retried (INVALID_PAYLOAD is not recoverable)."""
+        st.error = error
+        st.extra["no_retry"] = True
+        self._notify(st)
+        return None
+
+    def _launch(self, st: StepState, attempt: int, parsed: Any, ctx: ActionContext, pre: StateSnapshot, key: str,
+                started: int) -> None:
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._attempt_body(st, attempt, parsed, ctx, pre, key, started))
+        task.add_done_callback(self._task_done)
+        st.extra["task"] = task
+        st.extra["timer"] = loop.call_later(st.timeout_ms / 1000.0, self._attempt_timed_out, st, attempt)
+
+    async def _attempt_body(self, st: StepState, attempt: int, parsed: Any, ctx: ActionContext, pre: StateSnapshot,
+                            key: str, started: int) -> None:
+        spec = st.spec
+        assert spec is not None
         try:
-            output = await self._call(spec, parsed, ctx, st.timeout_ms)
+            if spec.is_async:
+                output = await spec.func(parsed, ctx)
+            else:
+                pool = await self.engine._get_pool()
+                # the engine's timer stops the attempt; the pool's own limit is only a backstop
+                output = await pool.run(spec.func, parsed, ctx.for_worker(), st.timeout_ms / 1000.0 + 5.0)
             output_digest = digest_bytes(canonical_bytes(output))  # must be JSON (no NaN, no objects)
-        except AttemptTimeout:
-            status = "timed_out"
-            error = ExecutionError.of(
-                ErrorCode.STEP_TIMEOUT, f"attempt {attempt} ran past its timeout of {st.timeout_ms} ms and was stopped",
-                occurred_at=now_ms(), step_id=st.id, details={"timeout_ms": st.timeout_ms, "attempt": attempt},
-            )
         except asyncio.CancelledError:
-            st.in_attempt = False
-            self._record_cancelled_attempt(st, attempt, spec, key, pre)
+            if st.extra.get("open_attempt") == attempt:  # stopped with the plan (not by our own timer)
+                self._close_attempt(st, attempt, pre, key, "cancelled", None, None, None)
             raise
         except ActionFailure as exc:
-            status = "failed"
-            error = ExecutionError.of(
+            self._finish(st, attempt, pre, key, error=ExecutionError.of(
                 ErrorCode.STEP_FAILED, exc.message or "action failed", occurred_at=now_ms(), step_id=st.id,
-                recoverable=exc.recoverable, details={"attempt": attempt, **exc.details},
-            )
-        except (TypeError, ValueError) as exc:
-            status = "failed"
-            error = ExecutionError.of(
-                ErrorCode.STEP_FAILED, f"{type(exc).__name__}: {exc}", occurred_at=now_ms(), step_id=st.id,
-                details={"attempt": attempt, "exception": type(exc).__name__},
-            )
+                recoverable=exc.recoverable, details={"attempt": attempt, **exc.details}))
+            return
+        except asyncio.TimeoutError:  # the pool's backstop
+            self._finish(st, attempt, pre, key, error=self._timeout_error(st, attempt), timed_out=True)
+            return
         except Exception as exc:  # noqa: BLE001 - an action's exception is a step failure
-            status = "failed"
-            error = ExecutionError.of(
+            self._finish(st, attempt, pre, key, error=ExecutionError.of(
                 ErrorCode.STEP_FAILED, f"{type(exc).__name__}: {exc}", occurred_at=now_ms(), step_id=st.id,
-                details={"attempt": attempt, "exception": type(exc).__name__},
-            )
+                details={"attempt": attempt, "exception": type(exc).__name__}))
+            return
+        self._finish(st, attempt, pre, key, output=output, output_digest=output_digest)
+
+    def _timeout_error(self, st: StepState, attempt: int) -> ExecutionError:
+        return ExecutionError.of(
+            ErrorCode.STEP_TIMEOUT, f"attempt {attempt} ran past its timeout of {st.timeout_ms} ms and was stopped",
+            occurred_at=now_ms(), step_id=st.id, details={"timeout_ms": st.timeout_ms, "attempt": attempt},
+        )
+
+    def _attempt_timed_out(self, st: StepState, attempt: int) -> None:
+        """§5.3 hard stop: close the attempt first (so no late result can land), then stop the work."""
+        if st.extra.get("open_attempt") != attempt:
+            return
+        spec = st.spec
+        assert spec is not None
+        ctx = self._action_context(st, attempt, spec.name, st.timeout_ms)
+        pre = self._probe_cache(st)
+        self._finish(st, attempt, pre, st.extra["idempotency_key"], error=self._timeout_error(st, attempt), timed_out=True,
+                     ctx=ctx)
+        task = st.extra.get("task")
+        if task is not None and not task.done():
+            task.cancel()
+
+    def _probe_cache(self, st: StepState) -> StateSnapshot:
+        return st.extra.get("pre") or StateSnapshot(EMPTY_STATE_DIGEST)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # an engine fault inside the attempt machinery
+            for st in self.running.values():
+                if st.extra.get("task") is task:
+                    st.extra["internal_error"] = exc
+                    st.extra["internal_message"] = f"{type(exc).__name__}: {exc}"
+                    self._notify(st)
+                    return
+
+    def _finish(self, st: StepState, attempt: int, pre: StateSnapshot, key: str, *, output: Any = None,
+                output_digest: str | None = None, error: ExecutionError | None = None, timed_out: bool = False,
+                ctx: ActionContext | None = None) -> None:
+        """Record the end of an attempt (once: whoever comes first, the action or the timer) and notify."""
+        if st.extra.get("open_attempt") != attempt:
+            return  # already closed by the timer: the late result is discarded
+        spec = st.spec
+        assert spec is not None
+        status = "succeeded" if error is None else ("timed_out" if timed_out else "failed")
+        self._close_attempt(st, attempt, pre, key, status, output, output_digest, error, ctx)
+        self._notify(st)
+
+    def _close_attempt(self, st: StepState, attempt: int, pre: StateSnapshot, key: str, status: str, output: Any,
+                       output_digest: str | None, error: ExecutionError | None, ctx: ActionContext | None = None) -> None:
+        spec = st.spec
+        assert spec is not None
+        st.extra["open_attempt"] = None
         st.in_attempt = False
+        timer = st.extra.pop("timer", None)
+        if timer is not None:
+            timer.cancel()
         finished = now_ms()
-        post = self._probe(spec, payload, ctx)
+        payload = st.resolved_payload or {}
+        if status == "cancelled":
+            post_digest = None
+        else:
+            post_digest = self._probe(spec, payload, ctx or self._action_context(st, attempt, spec.name, st.timeout_ms)).digest
         ctype, ccmd = self._compensation_of(st)
         receipt = _receipt(
-            operation_id=_operation_id(self.execution_id, st.id, attempt),
-            execution_id=self.execution_id, step_id=st.id, attempt=attempt, timestamp=finished, action=spec.name,
-            idempotency_key=key, pre_state_hash=pre.digest, post_state_hash=post.digest, compensation_type=ctype,
-            compensation_command=ccmd, compensation_verified=False, status=status,
+            operation_id=_operation_id(self.execution_id, st.id, attempt), execution_id=self.execution_id,
+            step_id=st.id, attempt=attempt, timestamp=finished, action=spec.name, idempotency_key=key,
+            pre_state_hash=pre.digest, post_state_hash=post_digest, compensation_type=ctype,
+            compensation_command=ccmd, status=status,
         )
         stored = _receipt_doc(receipt)
         stored["output"] = output if status == "succeeded" else None
         stored["payload"] = payload
-        stored["snapshot"] = {"digest": pre.digest, "restore": pre.restore}
+        stored["snapshot"] = _stored_snapshot(pre)
         self.batch.receipts.append(stored)
         st.receipt = receipt
         st.completed_at = finished
+        if status == "cancelled":
+            return
         if error is None:
             st.status = "succeeded"
             st.output = output
@@ -408,19 +524,19 @@ class Execution(JournaledRun):
             st.completion_order = self._completion_counter
             self.record(
                 "step.attempt_succeeded",
-                step_record(action=spec.name, status="succeeded", started_at=started, completed_at=finished,
-                            pre_state_hash=pre.digest, post_state_hash=post.digest,
+                step_record(action=spec.name, status="succeeded", started_at=st.extra.get("attempt_started", st.started_at),
+                            completed_at=finished, pre_state_hash=pre.digest, post_state_hash=post_digest,
                             output_digest=output_digest, operation_id=receipt.operation_id),
                 step_id=st.id, attempt=attempt,
             )
-            self.emit("step_succeeded", {"attempt": attempt, "duration_ms": finished - started}, step_id=st.id)
-            return True
+            self.emit("step_succeeded", {"attempt": attempt, "duration_ms": finished - (st.started_at or finished)},
+                      step_id=st.id)
+            return
         st.error = error
-        kind = "step.attempt_timed_out" if status == "timed_out" else "step.attempt_failed"
         self.record(
-            kind,
-            step_record(action=spec.name, status=status, started_at=started, completed_at=finished,
-                        pre_state_hash=pre.digest, post_state_hash=post.digest, error_message=error.message,
+            "step.attempt_timed_out" if status == "timed_out" else "step.attempt_failed",
+            step_record(action=spec.name, status=status, started_at=st.started_at, completed_at=finished,
+                        pre_state_hash=pre.digest, post_state_hash=post_digest, error_message=error.message,
                         error_code=error.error_code.value, recoverable=error.recoverable,
                         operation_id=receipt.operation_id),
             step_id=st.id, attempt=attempt,
@@ -429,14 +545,13 @@ class Execution(JournaledRun):
             "step_timed_out" if status == "timed_out" else "step_failed",
             {"attempt": attempt, "error_code": error.error_code.value, "message": error.message}, step_id=st.id,
         )
-        return False
 
-    def _replay(self, st: StepState, attempt: int, key: str, prior: dict[str, Any], started: int) -> bool:
+    def _replay(self, st: StepState, attempt: int, key: str, prior: dict[str, Any], started: int) -> None:
         ctype, ccmd = self._compensation_of(st)
         receipt = _receipt(
-            operation_id=_operation_id(self.execution_id, st.id, attempt),
-            execution_id=self.execution_id, step_id=st.id, attempt=attempt, timestamp=started, action=st.step.action,
-            idempotency_key=key, pre_state_hash=prior.get("post_state_hash"), post_state_hash=prior.get("post_state_hash"),
+            operation_id=_operation_id(self.execution_id, st.id, attempt), execution_id=self.execution_id,
+            step_id=st.id, attempt=attempt, timestamp=started, action=st.step.action, idempotency_key=key,
+            pre_state_hash=prior.get("post_state_hash"), post_state_hash=prior.get("post_state_hash"),
             compensation_type=ctype, compensation_command=ccmd, status="replayed",
         )
         stored = _receipt_doc(receipt)
@@ -458,22 +573,6 @@ class Execution(JournaledRun):
             step_id=st.id, attempt=attempt,
         )
         self.emit("step_succeeded", {"attempt": attempt, "replayed": True}, step_id=st.id)
-        return True
-
-    def _record_cancelled_attempt(self, st: StepState, attempt: int, spec: ActionSpec, key: str, pre: StateSnapshot) -> None:
-        finished = now_ms()
-        ctype, ccmd = self._compensation_of(st)
-        receipt = _receipt(
-            operation_id=_operation_id(self.execution_id, st.id, attempt),
-            execution_id=self.execution_id, step_id=st.id, attempt=attempt, timestamp=finished, action=spec.name,
-            idempotency_key=key, pre_state_hash=pre.digest, post_state_hash=None, compensation_type=ctype,
-            compensation_command=ccmd, status="cancelled",
-        )
-        stored = _receipt_doc(receipt)
-        stored["output"] = None
-        self.batch.receipts.append(stored)
-        st.receipt = receipt
-        st.completed_at = finished
 
     def _probe(self, spec: ActionSpec, payload: dict[str, Any], ctx: ActionContext) -> StateSnapshot:
         if spec.probe is None:
@@ -492,7 +591,7 @@ class Execution(JournaledRun):
         return CompensationType.NONE, None
 
     async def _call(self, spec: ActionSpec, parsed: Any, ctx: ActionContext, timeout_ms: int) -> Any:
-        """Run the action with a hard stop at ``timeout_ms`` (§5.3); a late result is never accepted."""
+        """Run one action outside the scheduler (compensations) with a hard stop at ``timeout_ms`` (§5.3)."""
         timeout_s = timeout_ms / 1000.0
         if not spec.is_async:
             pool = await self.engine._get_pool()
@@ -547,17 +646,26 @@ class Execution(JournaledRun):
         return {"not_started": not_started}
 
     async def stop_in_flight(self) -> dict[str, Any]:
-        tasks = list(self.running)
-        cancelled = [self.running[t].id for t in sorted(tasks, key=lambda t: self.running[t].index)]
-        for t in tasks:
-            t.cancel()
+        """Hard-stop every in-flight step (§5.3): running attempts are cancelled, waiting retries dropped."""
+        in_flight = self._in_flight()
+        tasks = []
+        for st in in_flight:
+            timer = st.extra.pop("timer", None)
+            if timer is not None:
+                timer.cancel()
+            task = st.extra.get("task")
+            if task is not None and not task.done():
+                task.cancel()
+                tasks.append(task)
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
-        for t in sorted(tasks, key=lambda t: self.running[t].index):
-            st = self.running[t]
+        for st in in_flight:
+            if st.extra.get("open_attempt") is not None:  # the task did not acknowledge: close it here
+                self._close_attempt(st, st.attempts, self._probe_cache(st), st.extra["idempotency_key"], "cancelled",
+                                    None, None, None)
             st.status = "cancelled"
             st.completed_at = st.completed_at or now_ms()
-            if st.error is None and self.halting_error is not None:
+            if self.halting_error is not None:
                 st.error = ExecutionError.of(
                     self.halting_error.error_code, f"stopped in flight: {self.halting_error.message}",
                     occurred_at=now_ms(), step_id=st.id, details={"reason": "plan_stopped"},
@@ -569,10 +677,13 @@ class Execution(JournaledRun):
                 step_id=st.id, attempt=st.attempts or None,
             )
         self.running.clear()
-        return {"cancelled": cancelled}
+        return {"cancelled": [st.id for st in in_flight]}
 
     async def compensate(self) -> dict[str, Any]:
         """§7.4: undo every succeeded step that has a compensation, in reverse completion order."""
+        if self.lease_lost:
+            # Another executor's recovery owns this execution now and compensates it; doing it twice would be wrong.
+            return {"verified": [], "failed": [], "skipped": [], "not_ours": "lease lost"}
         done = sorted((st for st in self.states if st.status == "succeeded"), key=lambda s: -(s.completion_order or 0))
         summary: dict[str, Any] = {"verified": [], "failed": [], "skipped": []}
         for st in done:
@@ -667,6 +778,34 @@ class Execution(JournaledRun):
             run_id=self.run_id,
             error=error,
         )
+
+
+def _allowed_globs(env: Any) -> tuple[str, ...] | None:
+    """The envelope's allow-list as one tuple for the actions (None when everything is allowed)."""
+    if env is None:
+        return None
+    lists = env._path_lists()
+    if len(lists) == 1:
+        return None if tuple(lists[0]) == ("*",) else tuple(lists[0])
+    # a narrowed envelope: a path must pass every list; actions get the narrowest list (the context's) and the
+    # admission-time check covers the rest for static paths
+    return tuple(lists[-1])
+
+
+#: Restore data kept in a stored receipt (for compensation by recovery after a crash); larger pre-states are
+#: compensated from memory only, and a recovered execution reports them as not restorable.
+MAX_STORED_RESTORE = 1024 * 1024
+
+
+def _stored_snapshot(pre: StateSnapshot) -> dict[str, Any]:
+    restore = pre.restore
+    if restore is not None:
+        try:
+            if len(canonical_bytes(restore)) > MAX_STORED_RESTORE:
+                restore = None
+        except (TypeError, ValueError):
+            restore = None
+    return {"digest": pre.digest, "restore": restore}
 
 
 def _operation_id(execution_id: str, step_id: str, attempt: int) -> str:

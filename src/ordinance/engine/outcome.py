@@ -214,9 +214,10 @@ async def _run(x: Any, status: PlanStatus, error_handler: Any) -> PlanResult:
             store_failed = exc
     if store_failed is not None:
         # The result could not be made durable: say so. The execution keeps its lease row and recovery closes it.
+        lost = bool(getattr(x, "lease_lost", False))
         err = ExecutionError.of(
             ErrorCode.EXECUTION_ABORTED, f"the result could not be persisted: {store_failed}", occurred_at=now_ms(),
-            details={"reason": "store_error", "unpersisted_status": result.status.value},
+            details={"reason": "lease_lost" if lost else "store_error", "unpersisted_status": result.status.value},
         )
         result = result.model_copy(update={"status": PlanStatus.FAILURE, "error": err})
     return result

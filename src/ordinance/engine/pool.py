@@ -45,12 +45,13 @@ import socket
 import struct
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..actions.registry import ActionFailure
 
-__all__ = ["WorkerPool", "WorkerCrashed", "PoolClosed"]
+__all__ = ["PoolClosed", "WorkerCrashed", "WorkerPool"]
 
 _HEADER = struct.Struct(">Q")
 _RECV_CHUNK = 256 * 1024
@@ -61,7 +62,7 @@ try:  # resolved in the parent so forked workers need no import work
     import ctypes
 
     _LIBC: Any = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-except Exception:  # pragma: no cover - no ctypes / no libc
+except (ImportError, OSError):  # pragma: no cover - no ctypes / no libc
     _LIBC = None
 
 
@@ -168,12 +169,12 @@ class _Worker:
     process: Any  # multiprocessing.Process (fork context)
     sock: socket.socket
     pid: int
-    pending: "asyncio.Future[bytes] | None" = None
+    pending: asyncio.Future[bytes] | None = None
     busy: bool = False  # a call frame has been (or is being) sent
     reading: bool = False
     dead: bool = False
     exitcode: int | None = None  # set once reaped
-    reaper: "asyncio.Task[None] | None" = None
+    reaper: asyncio.Task[None] | None = None
     buf: bytearray = field(default_factory=bytearray)
 
 
@@ -237,7 +238,7 @@ class WorkerPool:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    async def __aenter__(self) -> "WorkerPool":
+    async def __aenter__(self) -> WorkerPool:
         await self.start()
         return self
 
@@ -367,7 +368,8 @@ class WorkerPool:
         finally:
             child_end.close()
         parent_end.setblocking(False)
-        w = _Worker(process=proc, sock=parent_end, pid=int(proc.pid))
+        assert proc.pid is not None
+        w = _Worker(process=proc, sock=parent_end, pid=proc.pid)
         self._all.add(w)
         return w
 
@@ -444,7 +446,7 @@ class WorkerPool:
             os.kill(w.pid, signal.SIGKILL)
         w.sock.close()
 
-    def _reaper(self, w: _Worker, grace_s: float = 1.0) -> "asyncio.Task[None]":
+    def _reaper(self, w: _Worker, grace_s: float = 1.0) -> asyncio.Task[None]:
         """The one task reaping ``w``: survives its callers' cancellation; :meth:`close` waits for it."""
         if w.reaper is None:
             task = asyncio.ensure_future(self._reap(w, grace_s))
@@ -490,9 +492,10 @@ class WorkerPool:
     async def _crashed(self, w: _Worker) -> WorkerCrashed:
         """The worker's connection broke mid-call: reap it, replace it, describe how it died."""
         self._kill_soft(w)
-        self._spawn_later()
+        reaper = self._reaper(w, grace_s=_REAP_GRACE_S)
+        reaper.add_done_callback(lambda _t: self._spawn_later())
         with contextlib.suppress(BaseException):
-            await asyncio.shield(self._reaper(w, grace_s=_REAP_GRACE_S))
+            await asyncio.shield(reaper)
         how, details = _exit_text(w.exitcode)
         return WorkerCrashed(f"worker process {w.pid} {how} during the call", recoverable=True, details=details)
 

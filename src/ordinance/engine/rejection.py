@@ -29,8 +29,6 @@ class Rejection(JournaledRun):
         self.batch = batch
         self.on_event = on_event
         self.halting_error: ExecutionError | None = None
-        self._flush_future = None
-        self._store_failed = None
         self._event_seq = 0
         doc = plan_doc if isinstance(plan_doc, dict) else {}
         self.plan_id = doc["id"] if isinstance(doc.get("id"), str) else ""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from ..contract.models import ExecutionError
-from ..store.base import OutboxEvent, StoreError, WriteBatch
+from ..store.base import LeaseLostError, OutboxEvent, WriteBatch
 from .clock import now_ms
 from .events import make_event
 
@@ -27,43 +26,24 @@ class JournaledRun:
     plan_id: str
     on_event: Any
     halting_error: ExecutionError | None
-    _flush_future: asyncio.Future | None
-    _store_failed: StoreError | None
     _event_seq: int
+    #: Set when a commit found our lease taken over: from then on nothing of ours may be written or undone.
+    lease_lost: bool = False
 
     def record(self, kind: str, data: dict[str, Any], *, step_id: str | None = None, attempt: int | None = None) -> None:
         self.writer.append(self.batch, kind, now_ms(), data, step_id=step_id, attempt=attempt)
 
     def commit_now(self) -> None:
-        """Commit the pending batch synchronously (raises StoreError)."""
+        """Commit the pending batch synchronously, fenced by this engine's lease (raises StoreError, LeaseLostError)."""
         if not self.batch:
             return
         batch, self.batch = self.batch, WriteBatch()
-        self.store.write(batch)
-
-    async def durable(self) -> None:
-        """Return once everything appended so far is committed; appends made in the same loop turn share the commit."""
-        if self._store_failed is not None:
-            raise self._store_failed
-        if self._flush_future is None:
-            loop = asyncio.get_running_loop()
-            self._flush_future = loop.create_future()
-            loop.call_soon(self._flush)
-        await asyncio.shield(self._flush_future)
-
-    def _flush(self) -> None:
-        fut, self._flush_future = self._flush_future, None
-        assert fut is not None
+        batch.lease = (self.execution_id, self.engine.owner)
         try:
-            self.commit_now()
-        except StoreError as exc:
-            self._store_failed = exc
-            if not fut.done():
-                fut.set_exception(exc)
-            fut.exception()  # mark retrieved
-            return
-        if not fut.done():
-            fut.set_result(None)
+            self.store.write(batch)
+        except LeaseLostError:
+            self.lease_lost = True
+            raise
 
     def emit(self, name: str, data: dict[str, Any], *, step_id: str | None = None) -> None:
         """Best-effort event (§5.7): bus and progress callback never block; the outbox rides the next commit."""

@@ -44,12 +44,20 @@ import hashlib
 import os
 import secrets
 import stat as _stat
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 __all__ = [
-    "PathDenied", "FileTooLarge", "check_relpath", "match_glob", "WorkspaceFS", "PathStat", "FileState",
-    "DEFAULT_PROTECTED", "MAX_READ_BYTES",
+    "DEFAULT_PROTECTED",
+    "MAX_READ_BYTES",
+    "FileState",
+    "FileTooLarge",
+    "PathDenied",
+    "PathStat",
+    "WorkspaceFS",
+    "check_relpath",
+    "match_glob",
 ]
 
 #: Protected by default (§6.2 "``.git/`` by default"; ``.ordinance/`` holds the default store).

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 __all__ = [
     "Store", "StoreError", "PlanImmutableError", "ExecutionRow", "JournalAppend", "StoredJournalRecord",
-    "WriteBatch", "ExecutionUpdate", "OutboxEvent", "TokenRow", "CheckpointRow", "EXECUTION_STATES",
+    "WriteBatch", "ExecutionUpdate", "OutboxEvent", "TokenRow", "CheckpointRow", "EXECUTION_STATES", "LeaseLostError",
 ]
 
 #: queued → running → success | partial | failure
@@ -26,6 +26,17 @@ EXECUTION_STATES = ("queued", "running", "success", "partial", "failure")
 
 class StoreError(Exception):
     """A storage fault (disk full, connection lost, corrupt schema). The message names the operation."""
+
+
+class LeaseLostError(StoreError):
+    """A write fenced by a lease that is no longer held (another executor's recovery took the execution over)."""
+
+    def __init__(self, execution_id: str, owner: str, holder: str | None, status: str | None) -> None:
+        super().__init__(
+            f"lease on execution {execution_id} is no longer held by {owner} "
+            f"(status {status or 'unknown'}, lease holder {holder or 'none'}): nothing was written"
+        )
+        self.execution_id, self.owner, self.holder, self.status = execution_id, owner, holder, status
 
 
 class PlanImmutableError(StoreError):
@@ -103,6 +114,9 @@ class WriteBatch:
     results: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)  # (execution_id, PlanResult doc, digest)
     updates: list[ExecutionUpdate] = field(default_factory=list)
     outbox: list[OutboxEvent] = field(default_factory=list)
+    #: Fencing: (execution_id, owner). When set, the write happens only if that execution is running with that
+    #: lease owner, checked inside the same transaction; otherwise LeaseLostError and nothing is written.
+    lease: tuple[str, str] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.journal or self.receipts or self.results or self.updates or self.outbox)
@@ -166,7 +180,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def write(self, batch: WriteBatch) -> None:
-        """Commit everything in the batch in one transaction (journal leaf indices are assigned here)."""
+        """Commit everything in the batch in one transaction (journal leaf indices are assigned here).
+
+        With ``batch.lease`` set, raises LeaseLostError (writing nothing) unless the execution is still running
+        under that owner's lease: an executor that lost its lease can never overwrite what recovery decided.
+        """
 
     @abc.abstractmethod
     def renew_lease(self, execution_id: str, owner: str, expires_at: int) -> bool:

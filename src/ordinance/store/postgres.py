@@ -31,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import schema
 from .base import (
+    LeaseLostError,
     CheckpointRow,
     ExecutionRow,
     OutboxEvent,
@@ -299,6 +300,12 @@ class PostgresStore(Store):
     @staticmethod
     def _apply(conn: psycopg.Connection, p: PreparedBatch, op: str) -> None:
         cur = conn.cursor()
+        if p.lease is not None:
+            # FOR UPDATE: a concurrent claim_expired waits for this transaction, so the check holds until COMMIT.
+            cur.execute("SELECT status, lease_owner FROM executions WHERE execution_id = %s FOR UPDATE", (p.lease[0],))
+            r = cur.fetchone()
+            if r is None or r[0] != "running" or r[1] != p.lease[1]:
+                raise LeaseLostError(p.lease[0], p.lease[1], r[1] if r else None, r[0] if r else None)
         for params in p.updates:
             cur.execute(_UPDATE_EXECUTION, params)
             if cur.rowcount != 1:

@@ -369,10 +369,11 @@ class PreparedBatch:
     ``journal`` rows lack only their leaf index, which the backend assigns inside the transaction.
     """
 
-    __slots__ = ("journal", "outbox", "receipts", "results", "updates")
+    __slots__ = ("journal", "lease", "outbox", "receipts", "results", "updates")
 
     def __init__(self, batch: WriteBatch | None, op: str) -> None:
         batch = batch or WriteBatch()
+        self.lease = batch.lease
         self.updates = [
             (u.status, u.updated_at, u.clear_lease, u.clear_lease, u.execution_id) for u in batch.updates
         ]

@@ -23,6 +23,7 @@ from typing import Any, Self
 
 from . import schema
 from .base import (
+    LeaseLostError,
     CheckpointRow,
     ExecutionRow,
     OutboxEvent,
@@ -241,6 +242,10 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, p: PreparedBatch, op: str) -> None:
+        if p.lease is not None:
+            r = conn.execute("SELECT status, lease_owner FROM executions WHERE execution_id = ?", (p.lease[0],)).fetchone()
+            if r is None or r[0] != "running" or r[1] != p.lease[1]:
+                raise LeaseLostError(p.lease[0], p.lease[1], r[1] if r else None, r[0] if r else None)
         for params in p.updates:
             if conn.execute(_UPDATE_EXECUTION, params).rowcount != 1:
                 raise StoreError(f"store {op} failed: execution {params[-1]} does not exist")

@@ -14,6 +14,6 @@ the schemas: a ``..``, absolute or symlinked path is the envelope's business (§
 checked through each action's ``paths`` and again, on descriptors, when the action runs.
 """
 
-from . import control, fs, http, shell  # noqa: F401  (importing registers the actions)
+from . import control, fs, http, shell
 
 __all__ = ["control", "fs", "http", "shell"]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from ...governance.paths import DEFAULT_PROTECTED, PathDenied, WorkspaceFS
 from ..registry import ActionContext, ActionFailure
 
-__all__ = ["Payload", "workspace_fs", "as_dict", "os_failure", "path_list"]
+__all__ = ["Payload", "as_dict", "os_failure", "path_list", "workspace_fs"]
 
 
 class Payload(BaseModel):

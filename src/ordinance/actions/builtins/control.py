@@ -15,7 +15,7 @@ from pydantic import Field, JsonValue, StrictBool, StrictInt, StrictStr
 from ..registry import ActionContext, ActionFailure, default_registry
 from ._common import Payload
 
-__all__ = ["Noop", "Echo", "Sleep", "Spin", "Fail", "noop", "echo", "sleep", "spin", "fail"]
+__all__ = ["Echo", "Fail", "Noop", "Sleep", "Spin", "echo", "fail", "noop", "sleep", "spin"]
 
 _MAX_MS = 86_400_000  # the longest step timeout (§1.1); nothing can usefully wait longer
 

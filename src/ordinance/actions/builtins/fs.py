@@ -35,8 +35,21 @@ from ..registry import ActionContext, ActionFailure, StateSnapshot, default_regi
 from ._common import Payload, as_dict, os_failure, path_list, workspace_fs
 
 __all__ = [
-    "FsWrite", "FsRead", "FsDelete", "FsMkdir", "RESTORE_LIMIT", "state_digest",
-    "write", "read", "delete", "mkdir", "probe_file", "probe_read", "probe_dir", "restore_file", "remove_created_dirs",
+    "RESTORE_LIMIT",
+    "FsDelete",
+    "FsMkdir",
+    "FsRead",
+    "FsWrite",
+    "delete",
+    "mkdir",
+    "probe_dir",
+    "probe_file",
+    "probe_read",
+    "read",
+    "remove_created_dirs",
+    "restore_file",
+    "state_digest",
+    "write",
 ]
 
 #: Largest previous content kept in a snapshot for ``fs_restore``.
@@ -176,7 +189,10 @@ async def write(payload: FsWrite, ctx: ActionContext) -> dict[str, Any]:
     ``mode`` (0..0o777) defaults to the replaced file's mode, or 0o644 for a new file.
     Output: ``{"path", "bytes", "digest"}``.
     """
-    data = payload.content.encode("utf-8")
+    try:
+        data = payload.content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ActionFailure(f"fs.write: content is not encodable as UTF-8 ({exc.reason})", recoverable=False) from None
     try:
         workspace_fs(ctx).write_bytes(payload.path, data, mode=payload.mode)
     except OSError as exc:

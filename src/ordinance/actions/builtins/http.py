@@ -31,7 +31,7 @@ from pydantic import Field, JsonValue, StrictInt, StrictStr, field_validator, mo
 from ..registry import ActionContext, ActionFailure, default_registry
 from ._common import Payload
 
-__all__ = ["HttpRequest", "BODY_LIMIT", "request"]
+__all__ = ["BODY_LIMIT", "HttpRequest", "request"]
 
 #: Bytes of the response body kept in the output.
 BODY_LIMIT = 1024 * 1024
@@ -54,7 +54,7 @@ class HttpRequest(Payload):
     def _url(cls, url: str) -> str:
         try:
             parsed = httpx.URL(url)
-        except Exception as exc:  # httpx.InvalidURL and friends
+        except Exception as exc:  # noqa: BLE001 - httpx.InvalidURL and friends
             raise ValueError(f"invalid URL: {exc}") from None
         if parsed.scheme not in ("http", "https"):
             raise ValueError("URL scheme must be http or https")
@@ -84,7 +84,7 @@ class HttpRequest(Payload):
         return value
 
     @model_validator(mode="after")
-    def _json_or_body(self) -> "HttpRequest":
+    def _json_or_body(self) -> HttpRequest:
         if "json_" in self.model_fields_set and self.body is not None:
             raise ValueError("'json' and 'body' are mutually exclusive")
         return self

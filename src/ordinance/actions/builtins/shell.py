@@ -36,7 +36,7 @@ from pydantic import Field, StrictBool, StrictStr, field_validator
 from ..registry import ActionContext, ActionFailure, default_registry
 from ._common import Payload, os_failure, path_list, workspace_fs
 
-__all__ = ["ShellRun", "OUTPUT_LIMIT", "run"]
+__all__ = ["OUTPUT_LIMIT", "ShellRun", "run"]
 
 #: Bytes of stdout and of stderr kept in the output.
 OUTPUT_LIMIT = 1024 * 1024
@@ -145,6 +145,10 @@ async def run(payload: ShellRun, ctx: ActionContext) -> dict[str, Any]:
     env = {"PATH": os.environ.get("PATH", os.defpath)}
     env.update(payload.env or {})
     try:
+        stdin_data = payload.stdin.encode("utf-8") if payload.stdin is not None else b""
+    except UnicodeEncodeError as exc:
+        raise ActionFailure(f"shell.run: stdin is not encodable as UTF-8 ({exc.reason})", recoverable=False) from None
+    try:
         cwd_fd = workspace_fs(ctx).open_directory(payload.cwd)
     except OSError as exc:
         raise os_failure(exc, "shell.run cwd") from None
@@ -170,6 +174,8 @@ async def run(payload: ShellRun, ctx: ActionContext) -> dict[str, Any]:
                 f"shell.run: cannot execute {payload.argv[0]!r}: {exc.strerror or exc}", recoverable=False,
                 details={"argv0": payload.argv[0], "errno": exc.errno},
             ) from None
+        except ValueError as exc:  # e.g. an argument that cannot be encoded for exec
+            raise ActionFailure(f"shell.run: cannot execute {payload.argv[0]!r}: {exc}", recoverable=False) from None
     finally:
         os.close(cwd_fd)
 
@@ -180,7 +186,7 @@ async def run(payload: ShellRun, ctx: ActionContext) -> dict[str, Any]:
     tasks = [asyncio.ensure_future(out.drain(proc.stdout)), asyncio.ensure_future(err.drain(proc.stderr))]
     if payload.stdin is not None:
         assert proc.stdin is not None
-        tasks.append(asyncio.ensure_future(_feed(proc.stdin, payload.stdin.encode("utf-8"))))
+        tasks.append(asyncio.ensure_future(_feed(proc.stdin, stdin_data)))
     try:
         await asyncio.shield(protocol.exited)  # a cancellation must not cancel the exit notification itself
         exit_code = transport.get_returncode()
