@@ -72,13 +72,14 @@ class _Progress:
         if self.interactive:
             from rich.live import Live
 
-            self.live = Live(self._render(), console=self.console, refresh_per_second=10, transient=False)
+            # get_renderable: the refresh thread redraws from current state, so elapsed times tick between events
+            self.live = Live(console=self.console, refresh_per_second=10, transient=False, get_renderable=self._render)
             self.live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.live is not None:
-            self.live.update(self._render())
+            self.live.refresh()
             self.live.__exit__(*exc)
 
     def on_event(self, event: dict[str, Any]) -> None:
@@ -104,7 +105,7 @@ class _Progress:
             elif name == "step_compensated":
                 st["status"] = "compensated" if data.get("verified") else st["status"]
         if self.live is not None:
-            self.live.update(self._render())
+            self.live.refresh()
         elif st is not None and name != "step_started" or (st is not None and data.get("attempt", 1) > 1):
             self._line(sid, st, name)
         elif st is not None and name == "step_started":
