@@ -228,6 +228,9 @@ CASES: list[Case] = [
     # §1.3 R-STEP-INPUTS
     c("inputs array", put("/steps/1/inputs", []), ("/steps/1/inputs", "R-STEP-INPUTS")),
     c("binding key empty", put("/steps/1/inputs", {"": {"step": S0, "pointer": ""}}), ("/steps/1/inputs/", "R-STEP-INPUTS")),
+    c("binding key empty after a root source pointer", put("/steps/1/inputs", {"/a": {"step": S0, "pointer": ""},
+                                                                             "": {"step": S0, "pointer": ""}}),
+      ("/steps/1/inputs/", "R-STEP-INPUTS")),
     c("binding key without slash", put("/steps/1/inputs", {"env": {"step": S0, "pointer": ""}}),
       ("/steps/1/inputs/env", "R-STEP-INPUTS")),
     c("binding key bad escape", put("/steps/1/inputs", {"/a~2": {"step": S0, "pointer": ""}}),

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from plan_builders import EXEC_ID, PLAN_ID, pairs, valid_context, valid_plan
+from plan_builders import EXEC_ID, pairs, valid_context, valid_plan
 from ordinance.contract.errors import ErrorCode
 from ordinance.contract.models import ExecutionContext, TriggerType
 from ordinance.contract.rules import CONTEXT_RULES

@@ -50,10 +50,20 @@ def main() -> None:
 
         err_console.print(f"[bold red]error:[/] {exc.format_message()}", markup=True, highlight=False)
         raise SystemExit(exc.exit_code)
-    except (exc_mod.Exit, typer.Exit) as exc:
+    except typer.Exit as exc:
         raise SystemExit(getattr(exc, "exit_code", 0))
-    except (exc_mod.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         raise SystemExit(130)
+    except BrokenPipeError:
+        # the reader went away (e.g. `ordinance list | head`): exit quietly, as a Unix tool should
+        import os
+        import sys
+
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        raise SystemExit(141)
     raise SystemExit(rc if isinstance(rc, int) else 0)
 
 

@@ -155,13 +155,7 @@ def validate_command(
     json_output: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
-    """Validate a plan (and optionally a context) against the contract, listing every violation.
-
-    Exit codes: 0 valid; 1 invalid; 2 usage error or unreadable file.
-
-    With --json, stdout holds only {"valid": bool, "violations": [{"path", "rule", "message"}]}; a
-    context's violations add "document": "context", a converted legacy plan's "document": "converted".
-    """
+    """Validate a plan (and optionally a context) against the contract (§1.4, §12)."""
     del store  # accepted like every command's (§12); validation needs no store
     if plan == "-" and context == "-":
         usage_error("PLAN and --context cannot both read standard input")
@@ -190,15 +184,29 @@ def schema_command(
         help="Which document's schema to print: plan (§1), context (§2) or result (§3).")],
     store: StoreOpt = None,
 ) -> None:
-    """Print the JSON Schema (Draft 2020-12, self-contained) of a plan, context or result document.
-
-    Exit codes: 0 printed; 2 usage error.
-    """
+    """Print the JSON Schema of a plan, context or result document (§12)."""
     del store
     write_json(SCHEMAS[kind.value]())
 
 
 def register(app: typer.Typer) -> None:
     """Add ``validate`` and ``schema`` to the ``ordinance`` app."""
-    app.command("validate")(validate_command)
-    app.command("schema")(schema_command)
+    app.command("validate", help=_VALIDATE_HELP, short_help="Validate a plan (and a context) against the contract.")(
+        validate_command)
+    app.command("schema", help=_SCHEMA_HELP, short_help="Print the JSON Schema of a plan, context or result.")(
+        schema_command)
+
+
+_VALIDATE_HELP = "\n\n".join([
+    "Validate a plan (and optionally an execution context) against the contract and list every violation: "
+    "file, JSON Pointer path, rule id, message and the offending value.",
+    "Exit codes: 0 valid; 1 invalid; 2 usage error or unreadable file (missing, a directory, permission denied).",
+    'With --json, stdout holds only {"valid": bool, "violations": [{"path", "rule", "message"}, ...]}; the '
+    'violations of the --context file add "document": "context", and those of a converted legacy plan '
+    '"document": "converted".',
+])
+_SCHEMA_HELP = "\n\n".join([
+    "Print the JSON Schema (Draft 2020-12, self-contained: only #/$defs references) of a plan, execution context "
+    "or plan result document on stdout.",
+    "Exit codes: 0 printed; 2 usage error.",
+])

@@ -70,6 +70,9 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE_CHAR = re.compile("[\ud800-\udfff]")
 
 
+_SURROGATE_MESSAGE = "a string holds a lone UTF-16 surrogate"
+
+
 def _short(text: str, limit: int = 40) -> str:
     shown = json.dumps(text, ensure_ascii=True)
     return shown if len(shown) <= limit else shown[: limit - 4] + '..."'
@@ -130,8 +133,8 @@ def load_document(data: bytes | bytearray | memoryview | str, *, max_bytes: int 
     if isinstance(data, str):
         try:
             raw = data.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise DocumentError(f"lone surrogate in the text at character {exc.start}") from None
+        except UnicodeEncodeError:
+            raise DocumentError(_SURROGATE_MESSAGE) from None
         text = data
     elif isinstance(data, (bytes, bytearray, memoryview)):
         raw = bytes(data)
@@ -161,7 +164,7 @@ def load_document(data: bytes | bytearray | memoryview | str, *, max_bytes: int 
     if _bracket_depth_exceeds(unescaped, max_depth):
         raise _too_deep(max_depth)
     if _SURROGATE_ESCAPE.search(unescaped) and _walk_strings_for_surrogates(value):
-        raise DocumentError("lone surrogate escape in a string")
+        raise DocumentError(_SURROGATE_MESSAGE)
     return value
 
 
@@ -261,7 +264,7 @@ def check_document(value: Any, *, max_bytes: int = MAX_BYTES, max_depth: int = M
     try:
         joined.encode("utf-8")
     except UnicodeEncodeError:
-        raise DocumentError("lone surrogate in a string") from None
+        raise DocumentError(_SURROGATE_MESSAGE) from None
     # a string prints as its two quotes plus at most 6 bytes per character (\u001f)
     if bound + 2 * len(strings) + 6 * len(joined) <= max_bytes:
         return

@@ -63,7 +63,8 @@ _TABLE: tuple[Rule, ...] = (
     Rule("R-STEP-ID", "§1.1", ("plan",), "Step id: required string, lowercase UUID v4.", "full"),
     Rule("R-STEP-UNIQUE", "§1.1", ("plan",), "Step ids are unique within the plan (reported at each repeat).",
          "none", "uniqueness of a field across array items"),
-    Rule("R-STEP-ACTION", "§1.1", ("plan",), "Step action: required string matching ^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)*$.",
+    Rule("R-STEP-ACTION", "§1.1", ("plan",),
+         "Step action: required string matching ^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)*$.",
          "full"),
     Rule("R-STEP-PAYLOAD", "§1.1", ("plan",), "payload: optional object whose canonical form is at most 1 MiB.",
          "partial", "the 1 MiB canonical size"),
@@ -76,7 +77,8 @@ _TABLE: tuple[Rule, ...] = (
          "0–3 600 000, backoff_multiplier 1.0–10.0, max_delay_ms ≤ 3 600 000 and ≥ initial_delay_ms, retry_on a "
          "non-empty unique subset of STEP_FAILED/STEP_TIMEOUT.",
          "partial", "max_delay_ms ≥ initial_delay_ms (defaults included)"),
-    Rule("R-STEP-TIMEOUT", "§1.1", ("plan",), "Step timeout_ms: optional integer 1–86 400 000, ≤ the plan's timeout_ms.",
+    Rule("R-STEP-TIMEOUT", "§1.1", ("plan",),
+         "Step timeout_ms: optional integer 1–86 400 000, ≤ the plan's timeout_ms.",
          "partial", "≤ the plan's (possibly defaulted) timeout_ms"),
     Rule("R-STEP-INPUTS", "§1.3", ("plan",),
          "inputs: optional object; keys are non-empty JSON Pointers into the payload; each value exactly "

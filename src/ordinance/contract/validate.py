@@ -324,12 +324,13 @@ class _PlanCheck:
         if type(step_id) is str and _UUID(step_id) is not None:
             self.step_ids.append(step_id)
         else:
-            add(base + "/id", "R-STEP-ID", _missing("id") if step_id is _ABSENT else _uuid_error(step_id))
+            add(base + "/id", "R-STEP-ID", _missing("id") if step_id is _ABSENT else _uuid_error(step_id) or "")
             self.step_ids.append(None)
 
         action = step.get("action", _ABSENT)
         if type(action) is not str or _ACTION(action) is None:
-            add(base + "/action", "R-STEP-ACTION", _missing("action") if action is _ABSENT else _action_error(action))
+            add(base + "/action", "R-STEP-ACTION",
+                _missing("action") if action is _ABSENT else _action_error(action) or "")
 
         payload = step.get("payload", _ABSENT)
         if payload is not _ABSENT:
@@ -447,17 +448,17 @@ class _PlanCheck:
         if type(inputs) is not dict:
             add(path, "R-STEP-INPUTS", f"must be an object, got {_type_name(inputs)}")
             return
-        pointer_ok, record = self.pointer_ok, self.bindings.append
+        good, pointer_ok, record = self.good_pointers, self.pointer_ok, self.bindings.append
         for target, binding in inputs.items():
-            if not target or not pointer_ok(target):
+            if not target or (target not in good and not pointer_ok(target)):
                 add(f"{path}/{escape(target)}", "R-STEP-INPUTS",
                     "a binding key must be a non-empty JSON Pointer into the payload")
             if type(binding) is dict and binding.keys() == _BINDING_FIELDS:  # the common, well-formed case
                 source, pointer = binding["step"], binding["pointer"]
                 if type(source) is str:
                     record((i, target, source))
-                if type(source) is str and type(pointer) is str and pointer_ok(pointer):
-                    continue
+                    if type(pointer) is str and (pointer in good or pointer_ok(pointer)):
+                        continue
             self.check_binding_slow(i, path, target, binding)
 
     def check_binding_slow(self, i: int, path: str, target: str, binding: Any) -> None:
@@ -540,6 +541,8 @@ class _PlanCheck:
                 backward_only = False
             deps.append(resolved)
 
+        order: Iterable[int]
+        remaining: set[int]
         if backward_only:  # plan order is already a topological order: no cycle is possible
             order, remaining = range(len(deps)), set()
         else:
@@ -580,7 +583,7 @@ class _PlanCheck:
 
     def check_bindings(self, index: dict[str, int], deps: list[list[int]], order: Iterable[int],
                        remaining: set[int]) -> None:
-        """§1.3: the source is a step id of this plan (``R-STEP-INPUTS``) and a transitive dependency (``R-BIND-REF``)."""
+        """§1.3: the source names a step of this plan (``R-STEP-INPUTS``), a transitive dependency (``R-BIND-REF``)."""
         ancestors = _ancestor_bitsets(deps, order, remaining)
         for i, target, source in self.bindings:
             j = index.get(source)
@@ -676,7 +679,7 @@ def _find_cycle(deps: list[list[int]], remaining: set[int]) -> list[int]:
     return cycle[start:] + cycle[:start]
 
 
-def _ancestor_bitsets(deps: list[list[int]], order: list[int], remaining: set[int]) -> list[int]:
+def _ancestor_bitsets(deps: list[list[int]], order: Iterable[int], remaining: set[int]) -> list[int]:
     """Bit ``j`` of ``result[i]`` is set iff step ``j`` is a transitive dependency of step ``i``."""
     n = len(deps)
     ancestors = [0] * n
