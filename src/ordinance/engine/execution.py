@@ -496,6 +496,8 @@ class Execution(JournaledRun):
         payload = st.resolved_payload or {}
         if status == "cancelled":
             post_digest = None
+        elif spec.probe is None:
+            post_digest = EMPTY_STATE_DIGEST
         else:
             post_digest = self._probe(spec, payload, ctx or self._action_context(st, attempt, spec.name, st.timeout_ms)).digest
         ctype, ccmd = self._compensation_of(st)

@@ -38,7 +38,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .base import EXECUTION_STATES, ExecutionRow, JournalAppend, OutboxEvent, StoreError, TokenRow, WriteBatch
+from ..contract.canonical import canonical_bytes
+from .base import (
+    EXECUTION_STATES,
+    ExecutionRow,
+    JournalAppend,
+    OutboxEvent,
+    StoreError,
+    TokenRow,
+    WriteBatch,
+)
 
 __all__ = ["MIGRATIONS", "Migration", "latest_version", "pending_migrations"]
 
@@ -290,9 +299,13 @@ OUTBOX_CLAIM_MS = 30_000
 
 
 def dumps(obj: Any, what: str, op: str) -> str:
-    """JSON text for storage (compact, UTF-8 safe, no NaN). A document that is not JSON is a StoreError."""
+    """JSON text for storage (compact, UTF-8 safe, no NaN). A document that is not JSON is a StoreError.
+
+    Storage needs valid JSON, not canonical JSON: the canonical fast path (orjson for float-free documents) is
+    used for its speed, and the standard encoder for everything else.
+    """
     try:
-        return _encoder.encode(obj)
+        return canonical_bytes(obj).decode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
         raise StoreError(f"store {op} failed: {what} is not a JSON document: {exc}") from exc
 
