@@ -215,12 +215,12 @@ def test_permission_denied_branch_in_process(monkeypatch, capsys, tmp_path):
     """Root reads anything, so the EACCES branch is also exercised in-process with a failing open()."""
     import typer
 
-    from ordinance.cli import validate_cmd
+    from ordinance.cli import options, validate_cmd
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(validate_cmd, "open", denied, raising=False)
+    monkeypatch.setattr(options, "open", denied, raising=False)  # the shared reader behind every command
     with pytest.raises(typer.Exit) as info:
         validate_cmd._read(str(tmp_path / "plan.json"), "plan")
     assert info.value.exit_code == 2

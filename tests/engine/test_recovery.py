@@ -198,3 +198,62 @@ def test_s5_8_an_executor_that_lost_its_lease_cannot_write_or_compensate(store, 
     assert stored["error"]["details"]["reason"] == "executor_lost"  # recovery's result stands
     assert (workspace / "f.txt").read_text() == "before"  # compensated once, by recovery
     chain_ok(store)
+
+
+def test_s5_8_recovery_names_the_lost_executor_not_itself(store, workspace):
+    import asyncio
+
+    from ordinance.engine import Engine
+
+    lost = Engine(store, workspace=str(workspace), lease_ms=150, recover_on_start=False, owner="host-a:1:lost")
+    plan = make_plan({"action": "control.sleep", "payload": {"ms": 5000}})
+
+    async def main():
+        task = asyncio.create_task(lost.run_async(plan, environment=ENV))
+        while not any(r.kind == "step.attempt_started" for r in store.journal()):
+            await asyncio.sleep(0.01)
+        lost._lease_task.cancel()
+        await asyncio.sleep(0.3)
+        rescuer = Engine(store, workspace=str(workspace), lease_ms=150, recover_on_start=False, owner="host-b:2:rescuer")
+        [r] = await rescuer.recover_async()
+        await rescuer.aclose()
+        task.cancel()
+        try:
+            await task
+        except BaseException:
+            pass
+        await lost.aclose()
+        return r
+
+    r = asyncio.run(main())
+    closed = [json.loads(x.body) for x in store.journal(r.execution_id) if x.kind == "recovery.closed"][0]
+    assert closed["data"]["previous_owner"] == "host-a:1:lost" and closed["data"]["by"] == "host-b:2:rescuer"
+    assert "host-a:1:lost" in r.error.message
+
+
+def test_s5_8_an_engine_whose_lease_renewal_fails_stops_the_execution(store, workspace):
+    """Renewal answering 'not yours' stops in-flight work at once, without writing (fencing)."""
+    import asyncio
+    import time as _time
+
+    from ordinance.engine import Engine
+
+    e = Engine(store, workspace=str(workspace), lease_ms=150, recover_on_start=False)
+    plan = make_plan({"action": "control.sleep", "payload": {"ms": 60_000}})
+
+    async def main():
+        task = asyncio.create_task(e.run_async(plan, environment=ENV))
+        while not any(r.kind == "step.attempt_started" for r in store.journal()):
+            await asyncio.sleep(0.01)
+        [row] = store.list_executions()
+        # another engine takes the execution over behind our back
+        assert store.claim_expired(row.lease_expires_at + 1, "thief", 60_000) != []
+        t0 = _time.monotonic()
+        result = await task
+        await e.aclose()
+        return result, _time.monotonic() - t0
+
+    result, waited = asyncio.run(main())
+    assert waited < 10  # stopped at the next renewal, not after the 60 s sleep
+    assert result.error.details["reason"] == "lease_lost"
+    assert store.get_result(result.execution_id) is None  # nothing of ours was written after the takeover

@@ -8,7 +8,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
-__all__ = ["StoreOpt", "JsonOpt", "console", "err_console", "usage_error", "open_store_or_exit"]
+__all__ = ["StoreOpt", "JsonOpt", "console", "err_console", "usage_error", "open_store_or_exit", "read_input", "write_json", "parse_env"]
 
 StoreOpt = Annotated[
     Optional[str],
@@ -31,6 +31,23 @@ def usage_error(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def read_input(path: str, what: str) -> bytes:
+    """The bytes of ``path`` (``-`` = standard input), or exit 2 with one line naming what could not be read."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        usage_error(f"cannot read {what} file {path!r}: no such file")
+    except IsADirectoryError:
+        usage_error(f"cannot read {what} file {path!r}: it is a directory")
+    except PermissionError:
+        usage_error(f"cannot read {what} file {path!r}: permission denied")
+    except OSError as exc:
+        usage_error(f"cannot read {what} file {path!r}: {exc.strerror or exc}")
+
+
 def open_store_or_exit(url: str | None, **options):
     from ..store import StoreError, open_store
 
@@ -47,3 +64,13 @@ def write_json(obj) -> None:
 
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair or pair.startswith("="):
+            usage_error(f"--env takes KEY=VALUE, got {pair!r}")
+        k, v = pair.split("=", 1)
+        env[k] = v
+    return env

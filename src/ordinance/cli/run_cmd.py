@@ -4,52 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from .options import JsonOpt, StoreOpt, console, err_console, open_store_or_exit, usage_error, write_json
+from .options import (
+    JsonOpt, StoreOpt, console, err_console, open_store_or_exit, parse_env, read_input, usage_error, write_json,
+)
+from .render import EXIT_CODES, STATUS_STYLE, print_summary
 
-__all__ = ["register", "EXIT_CODES"]
-
-#: §12: exit 0 success, 3 partial, 1 failure (2 is usage).
-EXIT_CODES = {"success": 0, "partial": 3, "failure": 1}
-
-_STATUS_STYLE = {
-    "pending": ("·", "dim"), "running": ("▶", "cyan"), "succeeded": ("✔", "green"), "failed": ("✘", "red"),
-    "skipped": ("↷", "yellow"), "not_run": ("○", "dim"), "cancelled": ("■", "magenta"), "compensated": ("↺", "blue"),
-    "retrying": ("↻", "yellow"), "timed_out": ("⏱", "red"),
-}
-
-
-def _read_input(path: str, what: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    p = Path(path)
-    try:
-        return p.read_bytes()
-    except FileNotFoundError:
-        usage_error(f"{what} file not found: {path}")
-    except IsADirectoryError:
-        usage_error(f"{what} path is a directory, not a file: {path}")
-    except PermissionError:
-        usage_error(f"{what} file is not readable (permission denied): {path}")
-    except OSError as exc:
-        usage_error(f"cannot read {what} file {path}: {exc.strerror or exc}")
-
-
-def _parse_env(pairs: list[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for pair in pairs:
-        if "=" not in pair or pair.startswith("="):
-            usage_error(f"--env takes KEY=VALUE, got {pair!r}")
-        k, v = pair.split("=", 1)
-        env[k] = v
-    return env
-
+__all__ = ["register"]
 
 class _Progress:
     """Live, step-by-step progress for a person (§12): status, attempt and elapsed time per step, and a bar."""
@@ -118,7 +83,7 @@ class _Progress:
         return f"{(end - st['t0']) * 1000:.0f} ms"
 
     def _line(self, sid: str, st: dict[str, Any], name: str) -> None:
-        icon, style = _STATUS_STYLE.get(st["status"], ("?", ""))
+        icon, style = STATUS_STYLE.get(st["status"], ("?", ""))
         idx = self.order.index(sid) + 1
         extra = f"  {st.get('msg')}" if st["status"] in ("failed", "timed_out", "retrying") and st.get("msg") else ""
         self.console.print(
@@ -141,7 +106,7 @@ class _Progress:
         done = 0
         for sid in self.order:
             st = self.steps[sid]
-            icon, style = _STATUS_STYLE.get(st["status"], ("?", ""))
+            icon, style = STATUS_STYLE.get(st["status"], ("?", ""))
             if st["status"] not in ("pending", "running", "retrying"):
                 done += 1
             table.add_row(f"[{style}]{icon}[/]", st["name"], st["action"], f"[{style}]{st['status']}[/]",
@@ -153,26 +118,6 @@ class _Progress:
         from rich.text import Text
 
         return Group(table, Columns([bar, Text(footer)]))
-
-
-def _summary(result: Any, out) -> None:
-    status = result.status.value
-    style = {"success": "bold green", "partial": "bold yellow", "failure": "bold red"}[status]
-    counts: dict[str, int] = {}
-    for sr in result.step_results:
-        counts[sr.status.value] = counts.get(sr.status.value, 0) + 1
-    parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    out.print(f"[{style}]{status.upper()}[/] in {result.duration_ms} ms — {parts or 'no steps'}")
-    if result.error is not None:
-        e = result.error
-        where = f" (step {e.step_id})" if e.step_id else ""
-        out.print(f"[red]{e.error_code.value}[/]{where}: {e.message}")
-        for v in (e.details.get("violations") or [])[:20]:
-            out.print(f"  {v.get('path') or '(root)'}  [bold]{v.get('rule')}[/]  {v.get('message')}")
-        comp = e.details.get("compensation")
-        if comp:
-            out.print(f"  compensation: {len(comp.get('verified', []))} verified, {len(comp.get('failed', []))} failed")
-    out.print(f"[dim]execution {result.execution_id} · run {result.run_id[:23]}… · `ordinance show {result.execution_id}`[/]")
 
 
 def register(app: typer.Typer) -> None:
@@ -200,9 +145,9 @@ def register(app: typer.Typer) -> None:
             usage_error(f"--dialect must be v1 or legacy, got {dialect!r}")
         if context and env:
             usage_error("give either --context or --env, not both")
-        plan_bytes = _read_input(plan, "plan")
-        ctx_bytes = _read_input(context, "context") if context else None
-        environment = _parse_env(env or [])
+        plan_bytes = read_input(plan, "plan")
+        ctx_bytes = read_input(context, "context") if context else None
+        environment = parse_env(env or [])
         if workspace is not None and not os.path.isdir(workspace):
             usage_error(f"workspace is not a directory: {workspace}")
         from ..engine import Engine, JsonlSink
@@ -238,7 +183,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             write_json(result.to_document())
         else:
-            _summary(result, console)
+            print_summary(result, console)
         raise typer.Exit(EXIT_CODES[result.status.value])
 
     @app.command("show")
@@ -271,12 +216,12 @@ def register(app: typer.Typer) -> None:
         for col in ("#", "step", "status", "attempts", "duration", "error"):
             table.add_column(col)
         for i, sr in enumerate(res.step_results, 1):
-            icon, style = _STATUS_STYLE.get(sr.status.value, ("?", ""))
+            icon, style = STATUS_STYLE.get(sr.status.value, ("?", ""))
             err = f"{sr.error.error_code.value}: {sr.error.message}" if sr.error else ""
             table.add_row(str(i), sr.step_id, f"[{style}]{icon} {sr.status.value}[/]", str(sr.attempts),
                           f"{sr.duration_ms} ms" if sr.duration_ms is not None else "", err[:80])
         console.print(table)
-        _summary(res, console)
+        print_summary(res, console)
 
     @app.command("list")
     def list_cmd(

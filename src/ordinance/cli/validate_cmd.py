@@ -9,7 +9,6 @@ converted plan's carry ``"document": "converted"`` (plan violations have exactly
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Optional
@@ -23,7 +22,7 @@ from ..contract.legacy import convert_legacy, validate_legacy
 from ..contract.pointer import MISSING, resolve
 from ..contract.schema import SCHEMAS
 from ..contract.validate import Violation, validate_context, validate_plan
-from .options import JsonOpt, StoreOpt, console, usage_error, write_json
+from .options import JsonOpt, StoreOpt, console, usage_error, write_json, read_input
 
 __all__ = ["register", "Dialect", "SchemaKind"]
 
@@ -67,19 +66,7 @@ class _Finding:
 
 def _read(path: str, what: str) -> _Source:
     """The bytes of ``path`` (``-`` = stdin), or exit 2 with one line."""
-    if path == "-":
-        return _Source("<stdin>", sys.stdin.buffer.read())
-    try:
-        with open(path, "rb") as handle:
-            return _Source(path, handle.read())
-    except FileNotFoundError:
-        usage_error(f"cannot read {what} file {path!r}: no such file")
-    except IsADirectoryError:
-        usage_error(f"cannot read {what} file {path!r}: it is a directory")
-    except PermissionError:
-        usage_error(f"cannot read {what} file {path!r}: permission denied")
-    except OSError as exc:
-        usage_error(f"cannot read {what} file {path!r}: {exc.strerror or exc}")
+    return _Source("<stdin>" if path == "-" else path, read_input(path, what))
 
 
 def _check(plan_src: _Source, context_src: _Source | None, dialect: Dialect) -> tuple[list[_Finding], Any]:

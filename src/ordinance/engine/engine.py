@@ -165,11 +165,15 @@ class Engine:
         while True:
             await asyncio.sleep(interval)
             expires = now_ms() + self.lease_ms
-            for eid in list(self._active):
+            for eid, execution in list(self._active.items()):
                 try:
-                    self.store.renew_lease(eid, self.owner, expires)
-                except StoreError as exc:  # keep running; recovery elsewhere decides
+                    held = self.store.renew_lease(eid, self.owner, expires)
+                except StoreError as exc:  # keep running: the lease may still be ours; fencing decides at commit
                     log.warning("lease renewal failed for %s: %s", eid, exc)
+                    continue
+                if not held:
+                    log.warning("lease on %s was taken over; stopping it without writing more", eid)
+                    execution.lose_lease()
 
     # -- recovery (§5.8) ---------------------------------------------------------------------------------------
     def recover(self) -> list[PlanResult]:
@@ -278,6 +282,7 @@ class Engine:
         row.options["plan"] = plan_doc if plan_doc is not None else _as_text(plan)
         row.options["plan_is_text"] = plan_doc is None
         row.options["context_readable"] = _ok
+        row.options["made_context"] = context is None
         writer = ChainWriter(eid)
         batch = WriteBatch()
         writer.append(batch, "execution.queued", received, self._received_data(row, None))
@@ -306,6 +311,11 @@ class Engine:
         writer.append(batch, "execution.received", now_ms(), self._received_data(row, None))
         self.store.write(batch)
         ctx_doc = row.context if row.options.get("context_readable", True) else None
+        if row.options.get("made_context") and isinstance(ctx_doc, dict):
+            # A context that submit made: its clock starts when a worker takes the execution, not when it was queued.
+            start = now_ms()
+            span = ctx_doc.get("deadline_ms", start) - ctx_doc.get("started_at", start)
+            ctx_doc = {**ctx_doc, "started_at": start, "deadline_ms": start + max(span, 1)}
         return await self._admit(plan_doc, plan_model, violations, p_digest, ctx_doc,
                                  row.options.get("context_readable", True), row, writer, on_event=on_event,
                                  envelope=None, _depth=0, _deadline_cap=None)
@@ -334,7 +344,20 @@ class Engine:
     async def _admit(self, plan_doc: Any, plan_model: Plan | None, violations: list[dict[str, Any]], p_digest: str,
                      ctx_doc: Any, ctx_raw_ok: bool, row: ExecutionRow, writer: ChainWriter, *,
                      on_event: Any, envelope: Any, _depth: int, _deadline_cap: int | None) -> PlanResult:
-        """Admission in the §5.0 order for a stored execution, then the run."""
+        """Admission in the §5.0 order for a stored execution, then the run. A store fault ends in a result."""
+        try:
+            return await self._admit_unguarded(
+                plan_doc, plan_model, violations, p_digest, ctx_doc, ctx_raw_ok, row, writer, on_event=on_event,
+                envelope=envelope, _depth=_depth, _deadline_cap=_deadline_cap)
+        except StoreError as exc:
+            # The execution row exists with our lease: once the store is healthy again, recovery closes it.
+            return _unpersisted_failure(plan_doc, p_digest, row.execution_id, row.run_id, now_ms(),
+                                        ErrorCode.EXECUTION_ABORTED, f"the store failed during admission: {exc}",
+                                        {"reason": "store_error"})
+
+    async def _admit_unguarded(self, plan_doc: Any, plan_model: Plan | None, violations: list[dict[str, Any]],
+                               p_digest: str, ctx_doc: Any, ctx_raw_ok: bool, row: ExecutionRow, writer: ChainWriter, *,
+                               on_event: Any, envelope: Any, _depth: int, _deadline_cap: int | None) -> PlanResult:
         eid, rid = row.execution_id, row.run_id
         started_at = ctx_doc.get("started_at") if isinstance(ctx_doc, dict) else None
         if not (isinstance(started_at, int) and not isinstance(started_at, bool) and started_at > 0):
@@ -441,7 +464,7 @@ class Engine:
         if _deadline_cap is not None:
             deadline = min(deadline, _deadline_cap)
         rejection.record("admission.accepted", {"effective_deadline_ms": deadline, "policy_digest": policy_digest,
-                                                "steps": len(plan_model.steps)})
+                                                "steps": len(plan_model.steps), "workspace": env_in_force.workspace})
         settings = RunSettings(
             workspace=env_in_force.workspace, reject_symlinks=env_in_force.reject_symlinks,
             protected_paths=tuple(env_in_force.protected_paths), nesting_depth=_depth, principal_user=principal_user,

@@ -24,7 +24,7 @@ from ..contract.models import (
     CompensationStatus, CompensationType, ExecutionContext, ExecutionError, OnFailure, OperationReceipt, Plan,
     PlanResult, PlanStatus,
 )
-from ..store.base import StoreError, WriteBatch
+from ..store.base import LeaseLostError, StoreError, WriteBatch
 from .bindings import BindingError, apply_bindings
 from .clock import now_ms
 from .journal import ChainWriter, step_record
@@ -175,6 +175,8 @@ class Execution(JournaledRun):
         self._deadline_timer = loop.call_later(max(left, 0.0), self._deadline_reached)
         completed = self._completed
         while True:
+            if self.lease_lost:
+                raise LeaseLostError(self.execution_id, self.engine.owner, None, None)
             if self._deadline_hit:
                 self._plan_timeout()
                 return
@@ -203,6 +205,8 @@ class Execution(JournaledRun):
                     await self._wake
                 finally:
                     self._wake = None
+                if self.lease_lost:
+                    raise LeaseLostError(self.execution_id, self.engine.owner, None, None)
                 if self._deadline_hit:
                     self._plan_timeout()
                     return
@@ -229,6 +233,11 @@ class Execution(JournaledRun):
                     self.halting_error = st.error
             if self.halting_error is not None:
                 return
+
+    def lose_lease(self) -> None:
+        """Our lease was taken over (another engine's recovery): stop in-flight work and write nothing more."""
+        self.lease_lost = True
+        self._ring()
 
     def _deadline_reached(self) -> None:
         self._deadline_hit = True

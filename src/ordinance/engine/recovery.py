@@ -40,6 +40,15 @@ async def recover_expired(engine: Any) -> list[PlanResult]:
                 log.exception("recovery of %s failed", row.execution_id)
 
 
+def _previous_owner(records: list[dict[str, Any]]) -> str | None:
+    """The engine that last took the execution (its ``execution.received`` record); the row's lease owner is
+    already the recoverer by now."""
+    for rec in reversed(records):
+        if rec["kind"] == "execution.received":
+            return rec["data"].get("engine")
+    return None
+
+
 def _lost(message: str) -> ExecutionError:
     return ExecutionError.of(ErrorCode.EXECUTION_ABORTED, message, occurred_at=now_ms(), details={"reason": "executor_lost"})
 
@@ -75,12 +84,13 @@ async def close_execution(engine: Any, row: ExecutionRow) -> PlanResult:
 
     plan = Plan.model_validate(found[1])
     ctx = ExecutionContext.model_validate(row.context)
-    workspace = row.options.get("workspace") or engine.envelope.workspace
+    accepted = next(r for r in records if r["kind"] == "admission.accepted")
+    # the workspace in force when it was admitted (a queued execution's submitter may have been elsewhere)
+    workspace = accepted["data"].get("workspace") or row.options.get("workspace") or engine.envelope.workspace
     env = engine.envelope
     settings = RunSettings(workspace=workspace, reject_symlinks=env.reject_symlinks,
                            protected_paths=tuple(env.protected_paths), nesting_depth=int(row.options.get("depth", 0)),
                            envelope=env)
-    accepted = next(r for r in records if r["kind"] == "admission.accepted")
     x = Execution(engine, plan, ctx, plan_digest=row.plan_digest, run_id=row.run_id, settings=settings, writer=writer,
                   batch=WriteBatch(), deadline_ms=accepted["data"].get("effective_deadline_ms", ctx.deadline_ms))
     receipts = {r["operation_id"]: r for r in store.receipts(eid)}
@@ -123,8 +133,9 @@ async def close_execution(engine: Any, row: ExecutionRow) -> PlanResult:
             if code and kind != "step.not_run":
                 st.error = ExecutionError.of(ErrorCode(code), data.get("error_message") or code,
                                              occurred_at=data.get("completed_at") or now_ms(), step_id=sid)
-    x.halting_error = _lost(f"the executor ({row.lease_owner}) was lost; its lease expired and recovery closed the execution")
-    x.record("recovery.closed", {"reason": "executor_lost", "previous_owner": row.lease_owner, "by": engine.owner})
+    previous = _previous_owner(records)
+    x.halting_error = _lost(f"the executor ({previous}) was lost; its lease expired and recovery closed the execution")
+    x.record("recovery.closed", {"reason": "executor_lost", "previous_owner": previous, "by": engine.owner})
     for st in x.states:
         if st.status == "running":
             st.status = "cancelled"
