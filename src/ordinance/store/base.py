@@ -12,12 +12,24 @@ successor's start cost one durable commit.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = [
-    "Store", "StoreError", "PlanImmutableError", "ExecutionRow", "JournalAppend", "StoredJournalRecord",
-    "WriteBatch", "ExecutionUpdate", "OutboxEvent", "TokenRow", "CheckpointRow", "EXECUTION_STATES", "LeaseLostError",
+    "EXECUTION_STATES",
+    "CheckpointRow",
+    "ExecutionRow",
+    "ExecutionUpdate",
+    "JournalAppend",
+    "LeaseLostError",
+    "OutboxEvent",
+    "PlanImmutableError",
+    "Store",
+    "StoreError",
+    "StoredJournalRecord",
+    "TokenRow",
+    "WriteBatch",
 ]
 
 #: queued → running → success | partial | failure

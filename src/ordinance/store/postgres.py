@@ -14,6 +14,9 @@ so two workers never take the same row and never wait on each other.
 
 ``schema=`` (or ``options=-csearch_path=…`` in the URL) places every table in one PostgreSQL schema, created if
 missing; :attr:`url` then names that schema, so ``open_store(store.url)`` reaches the same data.
+
+The statements and steps shared with SQLite live in :mod:`ordinance.store.sqlbase`; this module keeps the pool,
+the transactions, the schema bootstrap, journal leaf assignment and the claims.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -30,30 +33,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from . import schema
-from .base import (
-    LeaseLostError,
-    CheckpointRow,
-    ExecutionRow,
-    OutboxEvent,
-    PlanImmutableError,
-    Store,
-    StoredJournalRecord,
-    StoreError,
-    TokenRow,
-    WriteBatch,
-)
-from .schema import (
-    EXECUTION_SELECT,
-    OUTBOX_CLAIM_MS,
-    TOKEN_SELECT,
-    PreparedBatch,
-    dumps,
-    execution_from_row,
-    execution_params,
-    now_ms,
-    token_from_row,
-    token_params,
-)
+from .base import ExecutionRow, OutboxEvent, StoreError
+from .schema import OUTBOX_CLAIM_MS, execution_from_row, now_ms
+from .sqlbase import Connection, SQLStore, Statements
 
 __all__ = ["PostgresStore"]
 
@@ -79,33 +61,7 @@ def _scalar(conn: psycopg.Connection, query: str, params: Any = ()) -> Any:
     return r[0]
 
 
-def _ph(n: int) -> str:
-    return ", ".join(["%s"] * n)
-
-
 _EXEC_E = ", ".join(f"e.{c}" for c in schema.EXECUTION_COLUMNS)
-_INSERT_EXECUTION = (
-    f"INSERT INTO executions ({EXECUTION_SELECT}) VALUES ({_ph(len(schema.EXECUTION_COLUMNS))}) "
-    "ON CONFLICT (execution_id) DO NOTHING"
-)
-_UPDATE_EXECUTION = (
-    "UPDATE executions SET status = %s, updated_at = %s, "
-    "lease_owner = CASE WHEN %s THEN NULL ELSE lease_owner END, "
-    "lease_expires_at = CASE WHEN %s THEN NULL ELSE lease_expires_at END "
-    "WHERE execution_id = %s"
-)
-_INSERT_JOURNAL = (
-    "INSERT INTO journal (leaf_index, execution_id, seq, kind, body, entry_hash, leaf_hash) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
-)
-_UPSERT_RECEIPT = (
-    "INSERT INTO receipts (operation_id, execution_id, step_id, attempt, idempotency_key, status, document) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (operation_id) DO UPDATE SET "
-    "execution_id = EXCLUDED.execution_id, step_id = EXCLUDED.step_id, attempt = EXCLUDED.attempt, "
-    "idempotency_key = EXCLUDED.idempotency_key, status = EXCLUDED.status, document = EXCLUDED.document"
-)
-_INSERT_RESULT = "INSERT INTO results (execution_id, document, digest) VALUES (%s, %s, %s)"
-_INSERT_OUTBOX = "INSERT INTO outbox (event_id, execution_id, event) VALUES (%s, %s, %s)"
 
 
 class _Pool:
@@ -178,7 +134,7 @@ def _url_with_search_path(url: str, schema_name: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
-class PostgresStore(Store):
+class PostgresStore(SQLStore):
     """PostgreSQL-backed :class:`~ordinance.store.base.Store`.
 
     ``schema``: put the tables in this PostgreSQL schema (created if missing; lowercase identifier).
@@ -186,8 +142,9 @@ class PostgresStore(Store):
     (``synchronous_commit = off``: a crash of the *server* may lose the last commits, never corrupt).
     """
 
-    journal_chunk = 2000
-    hash_chunk = 50_000
+    # FOR UPDATE on the lease check: a concurrent claim_expired waits for the write, so the check holds until COMMIT.
+    _sql = Statements("%s", receipt_order="n", true="TRUE", lease_lock="FOR UPDATE")
+    _decode_json = staticmethod(_same)
 
     def __init__(
         self, url: str, *, schema: str | None = None, durability: str = "full", pool_size: int = 4,
@@ -241,7 +198,7 @@ class PostgresStore(Store):
                     f"store open failed: no schema on the search_path ({path}) exists; create it or pass schema="
                 )
             self._where = f"PostgreSQL schema {current_schema}"
-            if self._version(conn) == schema.latest_version():
+            if self._current_version(conn) == schema.latest_version():
                 return
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('ordinance.schema.' || current_schema()))")
@@ -263,14 +220,10 @@ class PostgresStore(Store):
                     )
 
     @staticmethod
-    def _version(conn: psycopg.Connection) -> int | None:
+    def _current_version(conn: psycopg.Connection) -> int | None:
         if _scalar(conn, "SELECT to_regclass('schema_version')") is None:
             return None
         return _scalar(conn, "SELECT MAX(version) FROM schema_version")
-
-    def schema_version(self) -> int:
-        with self._conn("schema_version") as conn:
-            return self._version(conn) or 0
 
     @contextmanager
     def _conn(self, op: str) -> Iterator[psycopg.Connection]:
@@ -289,52 +242,23 @@ class PostgresStore(Store):
         with self._conn(op) as conn, conn.transaction():
             yield conn
 
-    def _all(self, op: str, query: str, params: Any = ()) -> list[Any]:
-        with self._conn(op) as conn:
-            return conn.execute(query, params).fetchall()
+    _reading = _conn  # a single statement runs on its own (autocommit)
 
-    def _one(self, op: str, query: str, params: Any = ()) -> Any:
+    def _execute(self, op: str, statement: str, params: Any) -> int:
         with self._conn(op) as conn:
-            return conn.execute(query, params).fetchone()
+            return conn.execute(statement, params).rowcount
 
     @staticmethod
-    def _apply(conn: psycopg.Connection, p: PreparedBatch, op: str) -> None:
-        cur = conn.cursor()
-        if p.lease is not None:
-            # FOR UPDATE: a concurrent claim_expired waits for this transaction, so the check holds until COMMIT.
-            cur.execute("SELECT status, lease_owner FROM executions WHERE execution_id = %s FOR UPDATE", (p.lease[0],))
-            r = cur.fetchone()
-            if r is None or r[0] != "running" or r[1] != p.lease[1]:
-                raise LeaseLostError(p.lease[0], p.lease[1], r[1] if r else None, r[0] if r else None)
-        for params in p.updates:
-            cur.execute(_UPDATE_EXECUTION, params)
-            if cur.rowcount != 1:
-                raise StoreError(f"store {op} failed: execution {params[-1]} does not exist")
-        if p.journal:
-            n = len(p.journal)
-            # The row lock on ledger_head is held until COMMIT: appends are serialised in commit order.
-            cur.execute("UPDATE ledger_head SET size = size + %s WHERE id = 1 RETURNING size", (n,))
-            head = cur.fetchone()
-            if head is None:
-                raise StoreError(f"store {op} failed: the ledger_head row is missing (a damaged schema)")
-            first = head[0] - n
-            cur.executemany(_INSERT_JOURNAL, [(first + i, *row) for i, row in enumerate(p.journal)])
-        if p.receipts:
-            cur.executemany(_UPSERT_RECEIPT, p.receipts)
-        if p.results:
-            cur.executemany(_INSERT_RESULT, p.results)
-        if p.outbox:
-            cur.executemany(_INSERT_OUTBOX, p.outbox)
+    def _assign_leaves(cur: Connection, n: int, op: str) -> int:
+        # The row lock on ledger_head is held until COMMIT: appends are serialised in commit order.
+        head = cur.execute("UPDATE ledger_head SET size = size + %s WHERE id = 1 RETURNING size", (n,)).fetchone()
+        if head is None:
+            raise StoreError(f"store {op} failed: the ledger_head row is missing (a damaged schema)")
+        return head[0] - n
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def close(self) -> None:
         self._pool.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def key_dir(self) -> str | None:
@@ -343,72 +267,7 @@ class PostgresStore(Store):
     def __repr__(self) -> str:
         return f"PostgresStore({getattr(self, '_where', '?')})"
 
-    # -- plan registry -----------------------------------------------------------------------------------------
-    def register_plan(self, plan_id: str, version: int, digest: str, document: dict[str, Any]) -> bool:
-        text = dumps(document, "the plan document", "register_plan")
-        with self._tx("register_plan") as conn:
-            cur = conn.execute(
-                "INSERT INTO plans (plan_id, version, digest, document, registered_at) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT (plan_id, version) DO NOTHING",
-                (plan_id, version, digest, text, now_ms()),
-            )
-            if cur.rowcount == 1:
-                return True
-            registered = _scalar(conn, "SELECT digest FROM plans WHERE plan_id = %s AND version = %s",
-                                 (plan_id, version))
-        if registered != digest:
-            raise PlanImmutableError(plan_id, version, registered, digest)
-        return False
-
-    def get_plan(self, plan_id: str, version: int) -> tuple[str, dict[str, Any]] | None:
-        r = self._one("get_plan", "SELECT digest, document FROM plans WHERE plan_id = %s AND version = %s",
-                      (plan_id, version))
-        return None if r is None else (r[0], r[1])
-
-    # -- executions --------------------------------------------------------------------------------------------
-    def create_execution(self, row: ExecutionRow, batch: WriteBatch | None = None) -> ExecutionRow | None:
-        params = execution_params(row, "create_execution")
-        prepared = PreparedBatch(batch, "create_execution")
-        with self._tx("create_execution") as conn:
-            if conn.execute(_INSERT_EXECUTION, params).rowcount != 1:
-                r = conn.execute(
-                    f"SELECT {EXECUTION_SELECT} FROM executions WHERE execution_id = %s", (row.execution_id,)
-                ).fetchone()
-                return execution_from_row(r, _same)
-            self._apply(conn, prepared, "create_execution")
-        return None
-
-    def get_execution(self, execution_id: str) -> ExecutionRow | None:
-        r = self._one("get_execution", f"SELECT {EXECUTION_SELECT} FROM executions WHERE execution_id = %s",
-                      (execution_id,))
-        return None if r is None else execution_from_row(r, _same)
-
-    def list_executions(self, *, limit: int = 50, status: str | None = None) -> list[ExecutionRow]:
-        if status is None:
-            rows = self._all("list_executions",
-                             f"SELECT {EXECUTION_SELECT} FROM executions "
-                             "ORDER BY created_at DESC, execution_id DESC LIMIT %s", (limit,))
-        else:
-            rows = self._all("list_executions",
-                             f"SELECT {EXECUTION_SELECT} FROM executions WHERE status = %s "
-                             "ORDER BY created_at DESC, execution_id DESC LIMIT %s", (status, limit))
-        return [execution_from_row(r, _same) for r in rows]
-
-    def write(self, batch: WriteBatch) -> None:
-        if not batch:
-            return
-        prepared = PreparedBatch(batch, "write")
-        with self._tx("write") as conn:
-            self._apply(conn, prepared, "write")
-
-    def renew_lease(self, execution_id: str, owner: str, expires_at: int) -> bool:
-        with self._conn("renew_lease") as conn:
-            return conn.execute(
-                "UPDATE executions SET lease_expires_at = %s "
-                "WHERE execution_id = %s AND status = 'running' AND lease_owner = %s",
-                (expires_at, execution_id, owner),
-            ).rowcount == 1
-
+    # -- claims: FOR UPDATE SKIP LOCKED, one UPDATE … RETURNING each ------------------------------------------
     def claim_expired(self, now: int, owner: str, lease_ms: int, limit: int = 100) -> list[ExecutionRow]:
         rows = self._all(
             "claim_expired",
@@ -433,67 +292,6 @@ class PostgresStore(Store):
         )
         return None if r is None else execution_from_row(r, _same)
 
-    def get_result(self, execution_id: str) -> dict[str, Any] | None:
-        r = self._one("get_result", "SELECT document FROM results WHERE execution_id = %s", (execution_id,))
-        return None if r is None else r[0]
-
-    # -- journal -----------------------------------------------------------------------------------------------
-    def journal(self, execution_id: str | None = None, *, start: int = 0) -> Iterator[StoredJournalRecord]:
-        cols = "leaf_index, execution_id, seq, kind, body, entry_hash"
-        if execution_id is None:
-            query = f"SELECT {cols} FROM journal WHERE leaf_index >= %s ORDER BY leaf_index LIMIT %s"
-        else:
-            query = (f"SELECT {cols} FROM journal WHERE execution_id = %s AND leaf_index >= %s "
-                     "ORDER BY leaf_index LIMIT %s")
-        chunk = self.journal_chunk
-        nxt = max(0, start)
-        while True:
-            params = (nxt, chunk) if execution_id is None else (execution_id, nxt, chunk)
-            rows = self._all("journal read", query, params)  # no connection is held between chunks
-            for r in rows:
-                yield StoredJournalRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5])
-            if len(rows) < chunk:
-                return
-            nxt = rows[-1][0] + 1
-
-    def journal_tail(self, execution_id: str) -> tuple[int, str] | None:
-        r = self._one("journal_tail",
-                      "SELECT seq, entry_hash FROM journal WHERE execution_id = %s ORDER BY seq DESC LIMIT 1",
-                      (execution_id,))
-        return None if r is None else (r[0], r[1])
-
-    def journal_size(self) -> int:
-        return self._one("journal_size", "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM journal")[0]
-
-    def leaf_hashes(self, end: int | None = None) -> list[bytes]:
-        if end is None:
-            end = self.journal_size()
-        out: list[bytes] = []
-        while len(out) < end:
-            rows = self._all("leaf_hashes",
-                             "SELECT leaf_index, leaf_hash FROM journal WHERE leaf_index >= %s AND leaf_index < %s "
-                             "ORDER BY leaf_index LIMIT %s", (len(out), end, self.hash_chunk))
-            if not rows:
-                break
-            for idx, h in rows:
-                if idx != len(out):
-                    raise StoreError(f"store leaf_hashes failed: the journal has no leaf {len(out)} (next is {idx})")
-                out.append(bytes(h))
-        return out
-
-    # -- receipts ----------------------------------------------------------------------------------------------
-    def find_receipt(self, idempotency_key: str) -> dict[str, Any] | None:
-        r = self._one("find_receipt",
-                      "SELECT document FROM receipts WHERE idempotency_key = %s AND status = 'succeeded' "
-                      "ORDER BY n DESC LIMIT 1", (idempotency_key,))
-        return None if r is None else r[0]
-
-    def receipts(self, execution_id: str) -> list[dict[str, Any]]:
-        rows = self._all("receipts", "SELECT document FROM receipts WHERE execution_id = %s ORDER BY n",
-                         (execution_id,))
-        return [r[0] for r in rows]
-
-    # -- outbox ------------------------------------------------------------------------------------------------
     def outbox_claim(self, now: int, limit: int = 100) -> list[tuple[int, OutboxEvent, int]]:
         rows = self._all(
             "outbox_claim",
@@ -505,45 +303,3 @@ class PostgresStore(Store):
         )
         rows.sort(key=lambda r: r[0])
         return [(r[0], OutboxEvent(r[1], r[2], r[3]), r[4]) for r in rows]
-
-    def outbox_done(self, outbox_id: int, now: int) -> None:
-        with self._conn("outbox_done") as conn:
-            conn.execute("UPDATE outbox SET delivered_at = %s WHERE id = %s", (now, outbox_id))
-
-    def outbox_retry(self, outbox_id: int, next_at: int, error: str) -> None:
-        with self._conn("outbox_retry") as conn:
-            conn.execute("UPDATE outbox SET attempts = attempts + 1, next_at = %s, last_error = %s WHERE id = %s",
-                         (next_at, error, outbox_id))
-
-    def outbox_pending(self) -> int:
-        return self._one("outbox_pending", "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")[0]
-
-    # -- tokens ------------------------------------------------------------------------------------------------
-    def put_token(self, row: TokenRow) -> None:
-        params = token_params(row, "put_token")
-        with self._conn("put_token") as conn:
-            conn.execute(f"INSERT INTO tokens ({TOKEN_SELECT}) VALUES ({_ph(8)})", params)
-
-    def token_by_hash(self, token_hash: str) -> TokenRow | None:
-        r = self._one("token_by_hash", f"SELECT {TOKEN_SELECT} FROM tokens WHERE token_hash = %s", (token_hash,))
-        return None if r is None else token_from_row(r, _same)
-
-    def revoke_token(self, token_id: str) -> bool:
-        with self._conn("revoke_token") as conn:
-            return conn.execute("UPDATE tokens SET revoked = TRUE WHERE token_id = %s", (token_id,)).rowcount == 1
-
-    def list_tokens(self) -> list[TokenRow]:
-        rows = self._all("list_tokens", f"SELECT {TOKEN_SELECT} FROM tokens ORDER BY created_at, token_id")
-        return [token_from_row(r, _same) for r in rows]
-
-    # -- checkpoints -------------------------------------------------------------------------------------------
-    def save_checkpoint(self, row: CheckpointRow) -> None:
-        with self._conn("save_checkpoint") as conn:
-            conn.execute("INSERT INTO checkpoints (tree_size, root_hash, note, created_at) VALUES (%s, %s, %s, %s)",
-                         (row.tree_size, bytes(row.root_hash), row.note, row.created_at))
-
-    def latest_checkpoint(self) -> CheckpointRow | None:
-        r = self._one("latest_checkpoint",
-                      "SELECT tree_size, root_hash, note, created_at FROM checkpoints "
-                      "ORDER BY tree_size DESC, id DESC LIMIT 1")
-        return None if r is None else CheckpointRow(r[0], bytes(r[1]), r[2], r[3])
