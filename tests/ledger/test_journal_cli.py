@@ -313,3 +313,26 @@ def test_s8_unsafe_or_missing_key_is_refused(site: Site, tmp_path) -> None:
     assert rc1 == 2 and "group or others" in err1 and "chmod 600" in err1
     assert rc2 == 2 and "no key to check them" in err2 and "--public-key" in err2
     assert rc3 == 0 and json.loads(out3)["checkpoint_status"] == "ok", err3
+
+
+def test_s8_the_engine_signs_a_checkpoint_after_a_run(tmp_path):
+    """§8: ordinance run signs the tree after the run; journal verify then checks against that checkpoint."""
+    import json as _json
+
+    from support import cli as _cli, make_plan as _make_plan
+
+    plan = tmp_path / "p.json"
+    plan.write_text(_json.dumps(_make_plan({"action": "control.noop"})))
+    env = {"ORDINANCE_KEY_DIR": str(tmp_path / "keys")}
+    assert _cli("run", str(plan), "--env", "TARGET=x", cwd=tmp_path, env=env).returncode == 0
+    from ordinance.store.sqlite import SQLiteStore
+
+    st = SQLiteStore(str(tmp_path / ".ordinance" / "ordinance.db"))
+    try:
+        cp = st.latest_checkpoint()
+        assert cp is not None and cp.tree_size == st.journal_size()
+    finally:
+        st.close()
+    assert _cli("run", str(plan), "--env", "TARGET=x", "--no-checkpoint", cwd=tmp_path, env=env).returncode == 0
+    verified = _cli("journal", "verify", "--json", cwd=tmp_path, env=env)
+    assert verified.returncode == 0, verified.stdout

@@ -120,6 +120,21 @@ class _Progress:
         return Group(table, Columns([bar, Text(footer)]))
 
 
+def _sign_after_run(store, *, quiet: bool) -> None:
+    """Sign the journal's tree after a run; a signing problem is reported, never fatal to the run's outcome."""
+    from ..ledger.keys import SigningKeyError
+    from ..ledger.service import LedgerError, sign_current_tree
+    from ..store import StoreError
+
+    try:
+        _, cp = sign_current_tree(store)
+    except (LedgerError, SigningKeyError, StoreError) as exc:
+        err_console.print(f"[yellow]warning:[/] no journal checkpoint was signed: {exc}")
+        return
+    if not quiet:
+        err_console.print(f"[dim]journal checkpoint: {cp.tree_size} records signed by {cp.origin}[/]")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
@@ -133,6 +148,7 @@ def register(app: typer.Typer) -> None:
         user: Annotated[Optional[str], typer.Option("--user", help="Principal user id for the made context.")] = None,
         token: Annotated[Optional[str], typer.Option("--token", envvar="ORDINANCE_TOKEN", help="Principal token for the made context [env: ORDINANCE_TOKEN].")] = None,
         events: Annotated[Optional[str], typer.Option("--events", help="Also append every event (CloudEvents JSON) to this JSON Lines file.")] = None,
+        checkpoint: Annotated[bool, typer.Option("--checkpoint/--no-checkpoint", help="Sign a journal checkpoint (the current Merkle tree, Ed25519) after the run (§8). On by default.")] = True,
         store: StoreOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -179,6 +195,8 @@ def register(app: typer.Typer) -> None:
             with progress:
                 result = engine.run(plan_bytes, ctx_bytes, environment=environment, principal=principal,
                                     dialect=dialect, on_event=progress.on_event)
+        if checkpoint:
+            _sign_after_run(st, quiet=json_out)
         engine.close()
         if json_out:
             write_json(result.to_document())

@@ -71,6 +71,7 @@ class Worker:
         idle_exit_s: float | None = None,
         deliverer: Any = None,
         on_finished: Callable[[ExecutionRow, Any], Any] | None = None,
+        checkpoint_every_s: float | None = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -93,6 +94,9 @@ class Worker:
         self.idle_exit_s = idle_exit_s
         self.deliverer = deliverer
         self.on_finished = on_finished
+        #: sign a journal checkpoint this often when the log grew (§8: the engine signs checkpoints); None = never
+        self.checkpoint_every_s = checkpoint_every_s
+        self._last_checkpoint = time.monotonic()
         self.stats = WorkerStats()
         self._tasks: dict[asyncio.Task, ExecutionRow] = {}
         self._wake: asyncio.Event | None = None
@@ -175,6 +179,8 @@ class Worker:
                 flushed = await self.deliverer.flush(5.0)
                 if flushed.delivered:
                     log.info("outbox: flushed %d event(s) before exit", flushed.delivered)
+            if self.checkpoint_every_s is not None and self.stats.finished:
+                await self.sign_checkpoint()  # what this worker wrote is covered by a signed tree when it exits
         log.info("worker %s stopped (%s): %d claimed, %d finished %s, %d cancelled, %d recovered",
                  self.owner, self.stats.stop_reason or "error", self.stats.claimed, self.stats.finished,
                  dict(self.stats.by_status), self.stats.cancelled, self.stats.recovered)
@@ -247,6 +253,18 @@ class Worker:
         # The engine closes a cancelled execution (failure / EXECUTION_ABORTED / cancelled); give it a moment.
         await asyncio.wait(pending, timeout=10.0)
 
+    async def sign_checkpoint(self) -> None:
+        """Sign the journal's tree (in a thread: it hashes every leaf); problems are logged, never fatal."""
+        from ..ledger.keys import SigningKeyError
+        from ..ledger.service import LedgerError, sign_current_tree
+
+        self._last_checkpoint = time.monotonic()
+        try:
+            _, cp = await asyncio.to_thread(sign_current_tree, self.store)
+            log.info("journal checkpoint: %d records signed by %s", cp.tree_size, cp.origin)
+        except (LedgerError, SigningKeyError, StoreError) as exc:
+            log.warning("no journal checkpoint was signed: %s", exc)
+
     async def _recovery_loop(self, stop: asyncio.Event) -> None:
         interval = max(self.recover_every_ms, 50) / 1000.0
         while not stop.is_set():
@@ -263,6 +281,8 @@ class Worker:
                 log.warning("recovery failed: %s", exc)
             except Exception:
                 log.exception("recovery failed")
+            if self.checkpoint_every_s is not None and time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s:
+                await self.sign_checkpoint()
             try:
                 await asyncio.wait_for(stop.wait(), interval)
             except TimeoutError:

@@ -122,28 +122,20 @@ def _now_ms() -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def list_checkpoints(store: Any) -> list[Any]:
-    """Every checkpoint row of the store, smallest tree first (ties: oldest first).
+def sign_current_tree(store: Any) -> tuple[str, Checkpoint]:
+    """The engine's own checkpoint (§8): load (or make, on first use) the log's key and sign the current tree.
 
-    Uses ``store.list_checkpoints()`` when the store has it; otherwise reads the ``checkpoints`` table
-    through the backend's own query helper (the SQL is the same on SQLite and PostgreSQL), and as a
-    last resort returns just ``latest_checkpoint()``.
+    Nothing new is stored when the log has not grown since the latest checkpoint. Raises LedgerError,
+    SigningKeyError or StoreError; callers that sign as a courtesy after a run report those and go on.
     """
-    from ..store.base import CheckpointRow
+    from .keys import load_signer
 
-    lister = getattr(store, "list_checkpoints", None)
-    if callable(lister):
-        rows = list(lister())
-    elif callable(getattr(store, "_all", None)):
-        raw = store._all(
-            "list_checkpoints", "SELECT tree_size, root_hash, note, created_at FROM checkpoints ORDER BY tree_size, id"
-        )
-        rows = [CheckpointRow(r[0], bytes(r[1]), r[2], r[3]) for r in raw]
-    else:
-        latest = store.latest_checkpoint()
-        rows = [] if latest is None else [latest]
-    rows.sort(key=lambda r: r.tree_size)
-    return rows
+    return checkpoint(store, load_signer(store).signer)
+
+
+def list_checkpoints(store: Any) -> list[Any]:
+    """Every checkpoint row of the store, smallest tree first (ties: oldest first)."""
+    return list(store.list_checkpoints())
 
 
 def _open(note: str, verifier: Verifier) -> Checkpoint:

@@ -275,6 +275,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def latest_checkpoint(self) -> CheckpointRow | None: ...
 
+    @abc.abstractmethod
+    def list_checkpoints(self) -> list[CheckpointRow]:
+        """Every stored checkpoint, smallest tree first (ties: oldest first)."""
+
 
 def open_store(url: str | None = None, **options: Any) -> Store:
     """Open a store by URL: ``sqlite:///path``, a plain file path, or ``postgresql://…``.

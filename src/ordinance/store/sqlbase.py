@@ -173,6 +173,7 @@ class Statements:
         self.latest_checkpoint = q(
             "SELECT tree_size, root_hash, note, created_at FROM checkpoints ORDER BY tree_size DESC, id DESC LIMIT 1"
         )
+        self.list_checkpoints = q("SELECT tree_size, root_hash, note, created_at FROM checkpoints ORDER BY tree_size, id")
 
 
 class SQLStore(Store):
@@ -383,3 +384,6 @@ class SQLStore(Store):
     def latest_checkpoint(self) -> CheckpointRow | None:
         r = self._one("latest_checkpoint", self._sql.latest_checkpoint)
         return None if r is None else CheckpointRow(r[0], bytes(r[1]), r[2], r[3])
+
+    def list_checkpoints(self) -> list[CheckpointRow]:
+        return [CheckpointRow(r[0], bytes(r[1]), r[2], r[3]) for r in self._all("list_checkpoints", self._sql.list_checkpoints)]

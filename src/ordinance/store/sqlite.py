@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,7 +34,19 @@ __all__ = ["SQLiteStore", "parse_sqlite_url"]
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 _WRAPPED = (sqlite3.Error, OverflowError, ValueError, MemoryError)
 
-_load: Callable[[Any], Any] = schema._json.loads
+def _load(value: Any) -> Any:
+    """A stored JSON column → the document: orjson (fast), or the standard library for what orjson refuses
+    (integers beyond 64 bits)."""
+    try:
+        return _orjson_loads(value)
+    except ValueError:
+        return schema._json.loads(value)
+
+
+try:
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    _orjson_loads = schema._json.loads
 
 
 def parse_sqlite_url(path_or_url: str | os.PathLike[str]) -> str:
