@@ -199,3 +199,49 @@ def test_s6_2_envelope_globs_apply_to_paths_supplied_by_bindings(store, workspac
     assert r.status is PlanStatus.FAILURE
     assert r.step_results[1].status.value == "failed"
     assert not (workspace / "secrets" / "key.txt").exists()
+
+
+def test_s6_2_a_path_refused_at_use_is_policy_denied_and_journaled(store, workspace, tmp_path):
+    """A symlink planted by an earlier step, then used: refused on the opened descriptors, POLICY_DENIED (§4),
+    and the decision is a policy.decision record (§6.3)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    from ordinance.engine import Engine
+
+    plan = make_plan(
+        {"action": "shell.run", "payload": {"argv": ["ln", "-s", str(outside), "link"]}},
+        {"action": "fs.write", "payload": {"path": "link/planted.txt", "content": "x"}, "depends_on": [sid(1)]},
+    )
+    r = Engine(store, workspace=str(workspace)).run(plan, environment=ENV)
+    assert r.status is PlanStatus.FAILURE
+    assert r.error.error_code is ErrorCode.POLICY_DENIED and r.error.step_id == sid(2)
+    assert not (outside / "planted.txt").exists()
+    recs = [json.loads(x.body) for x in store.journal(r.execution_id)]
+    denies = [x for x in recs if x["kind"] == "policy.decision" and x["data"]["verdict"] == "deny"]
+    assert denies and denies[0]["data"]["at_use"] is True and denies[0]["data"]["subject"]["path"] == "link/planted.txt"
+
+
+def test_R_CTX_OPAQUE_environment_is_read_only_at_every_depth(store, workspace):
+    from ordinance.actions import default_registry
+    from ordinance.engine import Engine
+
+    reg = default_registry.copy()
+
+    @reg.action("test.meddle")
+    async def meddle(payload, ctx):
+        try:
+            ctx.environment["cfg"]["k"] = "changed"
+        except TypeError:
+            return {"refused": True}
+        return {"refused": False}
+
+    @reg.action("test.look")
+    async def look(payload, ctx):
+        return dict(ctx.environment["cfg"])
+
+    env = {"TARGET": "x", "cfg": {"k": "orig"}}
+    plan = make_plan({"action": "test.meddle"}, {"action": "test.look", "depends_on": [sid(1)]})
+    r = Engine(store, registry=reg, workspace=str(workspace)).run(plan, environment=env)
+    assert r.step_results[0].output == {"refused": True}
+    assert r.step_results[1].output == {"k": "orig"}
+    assert env == {"TARGET": "x", "cfg": {"k": "orig"}}  # the caller's environment is untouched

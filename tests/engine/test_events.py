@@ -114,3 +114,15 @@ def test_s5_7_outbox_events_are_durable_with_the_journal(store, workspace):
     types = [ev.event["type"] for _, ev, _ in claimed]
     assert "ordinance.plan_execution_partial" in types
     assert all(ev.execution_id == r.execution_id for _, ev, _ in claimed)
+
+
+def test_s5_7_R_EVENTS_NONBLOCKING_slow_synchronous_sink(store, workspace):
+    """A plain-function sink that sleeps runs off the event loop; the run neither hangs nor slows."""
+    from ordinance.engine import CallbackSink, Engine
+
+    e = Engine(store, workspace=str(workspace), sinks=[CallbackSink(lambda ev: time.sleep(0.25))])
+    t0 = time.monotonic()
+    r = e.run(make_plan({"action": "control.noop"}, {"action": "control.noop"}, {"action": "control.noop"}),
+              environment=ENV)
+    assert r.status is PlanStatus.SUCCESS
+    assert time.monotonic() - t0 < 10

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from ..contract.models import ACTION_PATTERN, CompensationType
 
 __all__ = [
-    "ActionFailure", "ActionContext", "StateSnapshot", "ActionSpec", "ActionRegistry", "default_registry", "action",
+    "ActionFailure", "PolicyRefusal", "ActionContext", "StateSnapshot", "ActionSpec", "ActionRegistry", "default_registry", "action",
     "payload_errors",
 ]
 
@@ -43,6 +43,17 @@ class ActionFailure(Exception):
         self.message = message
         self.recoverable = recoverable
         self.details = details or {}
+
+
+class PolicyRefusal(ActionFailure):
+    """Raised by an action when the envelope refuses something only known at use (a path that a binding or an
+    earlier step supplied, §6.2): the step fails with POLICY_DENIED, and the decision is journaled (§6.3)."""
+
+    def __init__(self, message: str, *, check: str = "envelope", path: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, recoverable=False, details=details)
+        self.check = check
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,8 @@ class ActionContext:
         """A copy safe to send to a worker process."""
         from dataclasses import replace
 
-        return replace(self, environment=dict(self.environment), runtime=None)
+        env = self.environment if isinstance(self.environment, dict) else dict(self.environment)
+        return replace(self, environment=env, runtime=None)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_COMMAND_MODULES = ("validate_cmd", "run_cmd", "token_cmd", "queue_cmd", "journal_cmd")
+_COMMAND_MODULES = ("validate_cmd", "run_cmd", "token_cmd", "queue_cmd", "journal_cmd", "conformance_cmd")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"{__package__}.{_name}").register(app)

@@ -75,7 +75,11 @@ class CallbackSink:
         self.func, self.name = func, name
 
     async def send(self, event: dict[str, Any]) -> None:
-        res = self.func(event)
+        if asyncio.iscoroutinefunction(self.func):
+            await self.func(event)
+            return
+        # A plain function runs in a thread: however slow it is, it never holds up the event loop.
+        res = await asyncio.to_thread(self.func, event)
         if asyncio.iscoroutine(res):
             await res
 
@@ -160,14 +164,25 @@ class EventBus:
         while True:
             event = await self._queue.get()
             for sink in self.sinks:
+                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as the
+                # sink finishes, which would leave close() waiting forever.
+                task = asyncio.ensure_future(sink.send(event))
                 try:
-                    await asyncio.wait_for(sink.send(event), self.sink_timeout_s)
-                    self.delivered += 1
+                    done, _ = await asyncio.wait({task}, timeout=self.sink_timeout_s)
                 except asyncio.CancelledError:
+                    task.cancel()
                     raise
-                except BaseException as exc:  # noqa: BLE001 - a sink must never break execution
+                if not done:
+                    task.cancel()
+                    task.add_done_callback(_consume)
                     self.failures += 1
-                    log.warning("event sink %s failed for %s: %s", getattr(sink, "name", sink), event.get("type"), exc)
+                    log.warning("event sink %s timed out for %s", getattr(sink, "name", sink), event.get("type"))
+                elif task.exception() is not None:
+                    self.failures += 1
+                    log.warning("event sink %s failed for %s: %s", getattr(sink, "name", sink), event.get("type"),
+                                task.exception())
+                else:
+                    self.delivered += 1
             self._queue.task_done()
 
     async def drain(self, timeout_s: float = 1.0) -> None:
@@ -183,10 +198,8 @@ class EventBus:
         await self.drain(grace_s)
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except BaseException:  # noqa: BLE001
-                pass
+            await asyncio.wait({self._task}, timeout=1.0)  # bounded: a closing run never waits on a sink
+            self._task.add_done_callback(_consume)
             self._task = None
             self._queue = None
         for sink in self.sinks:
@@ -196,3 +209,9 @@ class EventBus:
                     await asyncio.wait_for(closer(), 1.0)
                 except BaseException:  # noqa: BLE001
                     pass
+
+
+def _consume(task: "asyncio.Future[Any]") -> None:
+    """Retrieve an abandoned task's outcome so it is never reported as unhandled."""
+    if not task.cancelled():
+        task.exception()

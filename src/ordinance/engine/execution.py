@@ -12,12 +12,11 @@ import hashlib
 import heapq
 import logging
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import ValidationError
 
-from ..actions.registry import ActionContext, ActionFailure, ActionSpec, StateSnapshot, payload_errors
+from ..actions.registry import ActionContext, ActionFailure, ActionSpec, PolicyRefusal, StateSnapshot, payload_errors
 from ..contract.canonical import canonical_bytes, digest, digest_bytes
 from ..contract.errors import ErrorCode, ErrorSeverity
 from ..contract.models import (
@@ -27,6 +26,7 @@ from ..contract.models import (
 from ..store.base import LeaseLostError, StoreError, WriteBatch
 from .bindings import BindingError, apply_bindings
 from .clock import now_ms
+from .frozen import freeze
 from .journal import ChainWriter, step_record
 from .run_base import JournaledRun
 from .outcome import pick_error
@@ -86,7 +86,7 @@ class Execution(JournaledRun):
         self.batch = batch
         self.deadline_ms = deadline_ms
         self.execution_id = context.execution_id
-        self.env_view = MappingProxyType(dict(context.environment))
+        self.env_view = freeze(context.environment)  # deeply read-only (R-CTX-OPAQUE)
         self.states: list[StepState] = []
         self.by_id: dict[str, StepState] = {}
         for i, step in enumerate(plan.steps):
@@ -430,6 +430,17 @@ class Execution(JournaledRun):
             if st.extra.get("open_attempt") == attempt:  # stopped with the plan (not by our own timer)
                 self._close_attempt(st, attempt, pre, key, "cancelled", None, None, None)
             raise
+        except PolicyRefusal as exc:
+            # the envelope said no at use (§6.2): POLICY_DENIED, and the decision is journaled like any other (§6.3)
+            env = self.settings.envelope
+            self.record("policy.decision", {
+                "check": exc.check, "subject": {"action": spec.name, "path": exc.path}, "verdict": "deny",
+                "reason": exc.message, "policy_digest": env.digest() if env is not None else None, "at_use": True,
+            }, step_id=st.id, attempt=attempt)
+            self._finish(st, attempt, pre, key, error=ExecutionError.of(
+                ErrorCode.POLICY_DENIED, exc.message, occurred_at=now_ms(), step_id=st.id,
+                details={"attempt": attempt, **exc.details}))
+            return
         except ActionFailure as exc:
             self._finish(st, attempt, pre, key, error=ExecutionError.of(
                 ErrorCode.STEP_FAILED, exc.message or "action failed", occurred_at=now_ms(), step_id=st.id,

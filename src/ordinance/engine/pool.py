@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions.registry import ActionFailure
+from ..actions.registry import ActionFailure, PolicyRefusal
 
 __all__ = ["PoolClosed", "WorkerCrashed", "WorkerPool"]
 
@@ -102,6 +102,8 @@ def _call(func: Callable[..., Any], payload: Any, ctx: Any) -> tuple[Any, ...]:
 
             result = asyncio.run(_await())
         return ("ok", result)
+    except PolicyRefusal as exc:
+        return ("err", "PolicyRefusal", exc.message, False, {**exc.details, "_path": exc.path, "_check": exc.check})
     except ActionFailure as exc:
         return ("err", type(exc).__name__, exc.message, exc.recoverable, exc.details)
     except BaseException as exc:  # noqa: BLE001 - everything the function raises is a step failure
@@ -307,7 +309,10 @@ class WorkerPool:
             raise ActionFailure(f"the worker's reply cannot be loaded: {_describe(exc)}", recoverable=False) from None
         if msg[0] == "ok":
             return msg[1]
-        _, _type_name, message, recoverable, details = msg
+        _, type_name, message, recoverable, details = msg
+        if type_name == "PolicyRefusal":  # keeps its meaning across the process boundary (POLICY_DENIED)
+            path, check = details.pop("_path", None), details.pop("_check", "envelope")
+            raise PolicyRefusal(message, check=check, path=path, details=details)
         raise ActionFailure(message, recoverable=recoverable, details=details)
 
     async def _exchange(self, w: _Worker, frame: bytes) -> bytes:

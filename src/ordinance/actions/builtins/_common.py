@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from ...governance.paths import DEFAULT_PROTECTED, PathDenied, WorkspaceFS
-from ..registry import ActionContext, ActionFailure
+from ..registry import ActionContext, ActionFailure, PolicyRefusal
 
 __all__ = ["Payload", "as_dict", "os_failure", "path_list", "workspace_fs"]
 
@@ -71,8 +71,8 @@ def path_list(key: str) -> Any:
 def os_failure(exc: OSError, action: str) -> ActionFailure:
     """Map a file-system error to an ActionFailure; a confinement refusal is never recoverable."""
     if isinstance(exc, PathDenied):
-        return ActionFailure(
-            f"{action}: {exc}", recoverable=False,
+        return PolicyRefusal(
+            f"{action}: {exc}", path=exc.path,
             details={"error": "path_denied", "path": exc.path, "reason": exc.reason},
         )
     where = f": {exc.filename}" if exc.filename else ""
