@@ -199,6 +199,8 @@ def stop_latency_ms(kind: str, runs: int, timeout_ms: int = 50) -> list[float]:
                         res = await engine.run_async(plan([step], 1000 + r), environment=ENV)
                         assert res.error is not None and res.error.error_code.value == "STEP_TIMEOUT", res.error
                         await asyncio.sleep(0.05)  # let a killed pool worker be replaced
+                        if not Path(hb).exists():  # stopped before its first heartbeat (interpreter start-up)
+                            continue
                         last = float(Path(hb).read_text().split()[0])
                         out.append((last - (starts[hb] + timeout_ms / 1000.0)) * 1000)
                 finally:
@@ -334,9 +336,10 @@ def main() -> None:
 
     rows = []
     for kind in ("async", "sync", "subprocess"):
-        lat = stop_latency_ms(kind, args.latency_runs)
+        # a subprocess step needs its interpreter started before it can beat: give it a longer limit
+        lat = stop_latency_ms(kind, args.latency_runs, timeout_ms=300 if kind == "subprocess" else 50)
         rows.append([kind, len(lat), f"{pct(lat, 50):.2f}", f"{pct(lat, 99):.2f}", f"{max(lat):.2f}"])
-    table("Stop latency after a 50 ms step timeout (ms from the limit until the work's last heartbeat)",
+    table("Stop latency after a step timeout (50 ms; 300 ms for subprocesses) — ms from the limit to the work's last heartbeat",
           ["step kind", "runs", "p50", "p99", "max"], rows)
 
     if args.peers:

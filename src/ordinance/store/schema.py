@@ -243,9 +243,15 @@ _POSTGRES_V1 = (
 )
 
 #: Applied in order. Append only.
+_DROP_REDUNDANT_JOURNAL_INDEX = ("DROP INDEX IF EXISTS journal_execution",)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: plans, executions, results, journal, receipts, outbox, tokens, checkpoints",
               _SQLITE_V1, _POSTGRES_V1),
+    # One b-tree less to write per step: UNIQUE (execution_id, seq) serves one execution's records in the same
+    # order (an execution's records get leaf indices in seq order).
+    Migration(2, "drop journal (execution_id, leaf_index): UNIQUE (execution_id, seq) serves per-execution reads",
+              _DROP_REDUNDANT_JOURNAL_INDEX, _DROP_REDUNDANT_JOURNAL_INDEX),
 )
 
 #: Created (if missing) before any migration runs; its rows record the applied versions.

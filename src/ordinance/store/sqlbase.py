@@ -142,7 +142,8 @@ class Statements:
         self.get_result = q("SELECT document FROM results WHERE execution_id = ?")
         # -- journal ---------------------------------------------------------------------------------------------
         self.journal = q(f"{journal_cols} WHERE leaf_index >= ? ORDER BY leaf_index LIMIT ?")
-        self.journal_of = q(f"{journal_cols} WHERE execution_id = ? AND leaf_index >= ? ORDER BY leaf_index LIMIT ?")
+        # ORDER BY seq walks UNIQUE (execution_id, seq); within an execution seq order is leaf order
+        self.journal_of = q(f"{journal_cols} WHERE execution_id = ? AND leaf_index >= ? ORDER BY seq LIMIT ?")
         self.journal_tail = q(
             "SELECT seq, entry_hash FROM journal WHERE execution_id = ? ORDER BY seq DESC LIMIT 1"
         )
