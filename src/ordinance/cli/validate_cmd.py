@@ -11,18 +11,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape as markup_escape
 
 from ..contract.canonical import digest
 from ..contract.jsonio import DocumentError, load_document
-from ..contract.legacy import convert_legacy, validate_legacy
 from ..contract.pointer import MISSING, resolve
-from ..contract.schema import SCHEMAS
-from ..contract.validate import Violation, validate_context, validate_plan
-from .options import JsonOpt, StoreOpt, console, usage_error, write_json, read_input
+from .options import JsonOpt, StoreOpt, console, read_input, usage_error, write_json
+
+if TYPE_CHECKING:
+    from ..contract.validate import Violation
 
 __all__ = ["register", "Dialect", "SchemaKind"]
 
@@ -71,6 +71,10 @@ def _read(path: str, what: str) -> _Source:
 
 def _check(plan_src: _Source, context_src: _Source | None, dialect: Dialect) -> tuple[list[_Finding], Any]:
     """All findings, plan first, then the context's; and the (converted) plan document when usable."""
+    # the validator builds the pydantic models on import: loaded here, so other commands start quickly
+    from ..contract.legacy import convert_legacy, validate_legacy
+    from ..contract.validate import validate_context, validate_plan
+
     findings: list[_Finding] = []
     plan_doc: Any = MISSING
     if dialect is Dialect.LEGACY:
@@ -173,6 +177,8 @@ def schema_command(
 ) -> None:
     """Print the JSON Schema of a plan, context or result document (§12)."""
     del store
+    from ..contract.schema import SCHEMAS
+
     write_json(SCHEMAS[kind.value]())
 
 
