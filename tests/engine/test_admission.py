@@ -116,7 +116,16 @@ def test_s6_3_R_POLICY_AUDIT_allow_decisions_are_journaled_too(engine, store):
     recs = [json.loads(x.body) for x in store.journal(r.execution_id)]
     d = [x["data"] for x in recs if x["kind"] == "policy.decision"]
     assert d == [{"check": "envelope", "subject": {"action": "fs.write", "path": "notes.txt"}, "verdict": "allow",
-                  "reason": "path allowed", "policy_digest": d[0]["policy_digest"]}]
+                  "reason": "path allowed", "policy_digest": d[0]["policy_digest"], "step_ids": [sid(1)]}]
+
+
+def test_s6_3_identical_decisions_are_one_record_naming_every_step(store, engine):
+    """A decision is about a subject: many steps with the same subject share one record listing them all."""
+    r = engine.run(make_plan(*[{"action": "control.noop"} for _ in range(50)]), environment=ENV)
+    recs = [json.loads(x.body) for x in store.journal(r.execution_id)]
+    d = [x["data"] for x in recs if x["kind"] == "policy.decision"]
+    assert len(d) == 1 and d[0]["subject"] == {"action": "control.noop", "path": None}
+    assert d[0]["step_ids"] == [sid(i) for i in range(1, 51)]
 
 
 def test_s6_2_protected_path_cannot_be_changed(engine, store, workspace):

@@ -439,11 +439,17 @@ class Engine:
 
         decisions, principal_user, token_row = check_policy(self, plan_model, ctx_model, env_in_force, _depth)
         policy_digest = env_in_force.digest()
+        # One record per distinct decision (check, subject, verdict, reason), naming every step it covers: a
+        # 1000-step plan of one action journals one allow, not a thousand identical ones (§6.3 still holds).
+        groups: dict[tuple[Any, ...], list[str | None]] = {}
         for d in decisions:
+            groups.setdefault((d.check, d.action, d.path, d.verdict, d.reason), []).append(d.step_id)
+        for (check, action, path, verdict, reason), step_ids in groups.items():
+            ids = [x for x in step_ids if x is not None]
             rejection.record("policy.decision", {
-                "check": d.check, "subject": {"action": d.action, "path": d.path}, "verdict": d.verdict,
-                "reason": d.reason, "policy_digest": policy_digest,
-            }, step_id=d.step_id)
+                "check": check, "subject": {"action": action, "path": path}, "verdict": verdict,
+                "reason": reason, "policy_digest": policy_digest, "step_ids": ids,
+            }, step_id=ids[0] if len(ids) == 1 else None)
         denied = [d for d in decisions if not d.allowed]
         if denied:
             d = denied[0]
