@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -21,6 +20,7 @@ from .options import (
     console,
     err_console,
     open_store_or_exit,
+    read_input,
     usage_error,
     write_json,
 )
@@ -41,21 +41,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _read_file(path: str, what: str) -> bytes:
-    try:
-        p = Path(path)
-        if p.is_dir():
-            usage_error(f"{what} path is a directory, not a file: {path}")
-        with p.open("rb") as fh:
-            data = fh.read(_MAX_FILE + 1)
-    except FileNotFoundError:
-        usage_error(f"{what} file not found: {path}")
-    except PermissionError:
-        usage_error(f"{what} file is not readable (permission denied): {path}")
-    except OSError as exc:
-        usage_error(f"cannot read {what} file {path}: {exc.strerror or exc}")
-    if len(data) > _MAX_FILE:
-        usage_error(f"{what} file {path} is larger than 1 GiB")
-    return data
+    return read_input(path, what, max_bytes=_MAX_FILE)
 
 
 def _read_note(path: str, what: str) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
-__all__ = ["StoreOpt", "JsonOpt", "console", "err_console", "usage_error", "open_store_or_exit", "read_input", "write_json", "parse_env"]
+__all__ = ["StoreOpt", "JsonOpt", "console", "err_console", "usage_error", "open_store_or_exit", "read_input", "write_json", "parse_env", "load_envelope_or_exit"]
 
 StoreOpt = Annotated[
     Optional[str],
@@ -31,21 +31,38 @@ def usage_error(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def read_input(path: str, what: str) -> bytes:
+def read_input(path: str, what: str, *, max_bytes: int | None = None) -> bytes:
     """The bytes of ``path`` (``-`` = standard input), or exit 2 with one line naming what could not be read."""
+    limit = -1 if max_bytes is None else max_bytes + 1
     if path == "-":
-        return sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(limit)
+    else:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(limit)
+        except FileNotFoundError:
+            usage_error(f"cannot read {what} file {path!r}: no such file")
+        except IsADirectoryError:
+            usage_error(f"cannot read {what} file {path!r}: it is a directory")
+        except PermissionError:
+            usage_error(f"cannot read {what} file {path!r}: permission denied")
+        except OSError as exc:
+            usage_error(f"cannot read {what} file {path!r}: {exc.strerror or exc}")
+    if max_bytes is not None and len(data) > max_bytes:
+        usage_error(f"{what} file {path!r} is larger than {max_bytes} bytes")
+    return data
+
+
+def load_envelope_or_exit(path: str | None):
+    """The operator's envelope from a JSON file (§6.2), None without one; exit 2 with one line if unusable."""
+    if not path:
+        return None
+    from ..governance.envelope import Envelope, EnvelopeError
+
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        usage_error(f"cannot read {what} file {path!r}: no such file")
-    except IsADirectoryError:
-        usage_error(f"cannot read {what} file {path!r}: it is a directory")
-    except PermissionError:
-        usage_error(f"cannot read {what} file {path!r}: permission denied")
-    except OSError as exc:
-        usage_error(f"cannot read {what} file {path!r}: {exc.strerror or exc}")
+        return Envelope.from_file(path)
+    except (OSError, ValueError, EnvelopeError) as exc:
+        usage_error(f"cannot use envelope {path}: {exc}")
 
 
 def open_store_or_exit(url: str | None, **options):

@@ -26,11 +26,13 @@ from .options import (
     StoreOpt,
     console,
     err_console,
+    load_envelope_or_exit,
     open_store_or_exit,
+    parse_env,
+    read_input,
     usage_error,
     write_json,
 )
-from .options import parse_env, read_input
 from .render import EXIT_CODES, STATUS_STYLE, print_summary
 
 __all__ = ["register", "WAIT_TIMEOUT_EXIT"]
@@ -156,14 +158,8 @@ def register(app: typer.Typer) -> None:
         from ..engine.events import JsonlSink, WebhookSink
         from ..engine.outbox import OutboxDeliverer
         from ..engine.worker import Worker
-        from ..governance.envelope import Envelope, EnvelopeError
 
-        env_obj = None
-        if envelope:
-            try:
-                env_obj = Envelope.from_file(envelope)
-            except (OSError, ValueError, EnvelopeError) as exc:
-                usage_error(f"cannot use envelope {envelope}: {exc}")
+        env_obj = load_envelope_or_exit(envelope)
         sinks: list[Any] = [WebhookSink(u, webhook_secret or "") for u in outbox_webhook or []]
         if outbox_jsonl:
             sinks.append(JsonlSink(outbox_jsonl))

@@ -10,7 +10,16 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .options import (
-    JsonOpt, StoreOpt, console, err_console, open_store_or_exit, parse_env, read_input, usage_error, write_json,
+    JsonOpt,
+    StoreOpt,
+    console,
+    err_console,
+    load_envelope_or_exit,
+    open_store_or_exit,
+    parse_env,
+    read_input,
+    usage_error,
+    write_json,
 )
 from .render import EXIT_CODES, STATUS_STYLE, print_summary
 
@@ -167,14 +176,8 @@ def register(app: typer.Typer) -> None:
         if workspace is not None and not os.path.isdir(workspace):
             usage_error(f"workspace is not a directory: {workspace}")
         from ..engine import Engine, JsonlSink
-        from ..governance.envelope import Envelope, EnvelopeError
 
-        env_obj = None
-        if envelope:
-            try:
-                env_obj = Envelope.from_file(envelope)
-            except (OSError, ValueError, EnvelopeError) as exc:
-                usage_error(f"cannot use envelope {envelope}: {exc}")
+        env_obj = load_envelope_or_exit(envelope)
         principal = {"user_id": user, "token": token} if (user and token) else None
         st = open_store_or_exit(store)
         try:
@@ -226,8 +229,9 @@ def register(app: typer.Typer) -> None:
         if result is None:
             console.print(f"execution {execution_id}: [cyan]{row.status}[/] (no result yet; lease {row.lease_owner})")
             raise typer.Exit(0)
-        from ..contract.models import PlanResult
         from rich.table import Table
+
+        from ..contract.models import PlanResult
 
         res = PlanResult.model_validate(result)
         table = Table(title=f"plan {res.plan_id} v{res.plan_version}", box=None, header_style="bold")

@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import JsonOpt, StoreOpt, console, err_console, open_store_or_exit, usage_error, write_json
+from .options import (
+    JsonOpt,
+    StoreOpt,
+    console,
+    err_console,
+    open_store_or_exit,
+    usage_error,
+    write_json,
+)
 
 __all__ = ["register"]
 
