@@ -77,7 +77,7 @@ def fill(store, workspace, signer, *, big: bool = True) -> list[str]:
         ids.extend([r1.execution_id, r2.execution_id])
         await engine.aclose()
 
-    n = 80 if big else 4
+    n = 120 if big else 4  # two journal records per step (+ admission and outcome records): > 1000 in all
     asyncio.run(pair(chain_plan(n), chain_plan(n, "control.echo")))  # interleaved, as concurrent runs write
     service.checkpoint(store, signer)
     for plan, env in (
