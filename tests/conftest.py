@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+
 @pytest.fixture
 def sqlite_store(tmp_path):
     from ordinance.store.sqlite import SQLiteStore
@@ -16,28 +17,10 @@ def sqlite_store(tmp_path):
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
     """The engine's store, on each backend: SQLite, and the real PostgreSQL server in a schema of its own."""
-    if request.param == "sqlite":
-        from ordinance.store.sqlite import SQLiteStore
+    from support import opened_store
 
-        st = SQLiteStore(str(tmp_path / "store" / "ordinance.db"))
+    with opened_store(request.param, tmp_path) as (st, _url):
         yield st
-        st.close()
-        return
-    import uuid
-
-    from ordinance.store.postgres import PostgresStore
-    from support import drop_pg_schema, pg_url_or_reason
-
-    url, why = pg_url_or_reason()
-    if url is None:
-        pytest.skip(why)
-    schema = "t_" + uuid.uuid4().hex[:12]
-    st = PostgresStore(url, schema=schema)
-    try:
-        yield st
-    finally:
-        st.close()
-        drop_pg_schema(url, schema)
 
 
 @pytest.fixture

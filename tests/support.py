@@ -98,3 +98,57 @@ def drop_pg_schema(url: str, schema: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def chain_ok(store) -> None:
+    """Every execution's hash chain links, and each entry hash is the digest of its body (§8); leaf indices are
+    contiguous from 0."""
+    import hashlib
+
+    last: dict[str, tuple[int, str]] = {}
+    n = 0
+    for rec in store.journal():
+        assert rec.leaf_index == n
+        n += 1
+        body = json.loads(rec.body)
+        assert "sha256:" + hashlib.sha256(rec.body).hexdigest() == rec.entry_hash
+        seq, prev = last.get(rec.execution_id, (-1, "sha256:" + "0" * 64))
+        assert body["seq"] == seq + 1 and body["prev_entry_hash"] == prev, (rec.execution_id, body["kind"])
+        last[rec.execution_id] = (body["seq"], rec.entry_hash)
+
+
+def opened_store(kind: str, tmp_path, *, schema_prefix: str = "t_"):
+    """A context manager yielding a fresh store of ``kind`` ("sqlite" or "postgres") and a URL that reaches the
+    same data from another process. PostgreSQL gets a schema of its own, dropped afterwards; when no server
+    answers, the test is skipped with the reason."""
+    import contextlib
+    import uuid
+
+    import pytest
+
+    @contextlib.contextmanager
+    def opened():
+        if kind == "sqlite":
+            from ordinance.store.sqlite import SQLiteStore
+
+            path = tmp_path / "store" / "ordinance.db"
+            st = SQLiteStore(str(path))
+            try:
+                yield st, str(path)
+            finally:
+                st.close()
+            return
+        from ordinance.store.postgres import PostgresStore
+
+        url, why = pg_url_or_reason()
+        if url is None:
+            pytest.skip(why)
+        schema = schema_prefix + uuid.uuid4().hex[:12]
+        st = PostgresStore(url, schema=schema)
+        try:
+            yield st, st.url
+        finally:
+            st.close()
+            drop_pg_schema(url, schema)
+
+    return opened()

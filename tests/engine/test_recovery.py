@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -11,24 +10,10 @@ import sys
 import time
 
 import pytest
+from support import ENV, chain_ok, make_plan, sid
 
 from ordinance.contract import ErrorCode, PlanStatus
 from ordinance.engine.outcome import RULE_SETS
-from support import ENV, make_plan, sid
-
-
-def chain_ok(store) -> None:
-    """Every execution's hash chain links, and each entry hash is the digest of its body (§8)."""
-    last: dict[str, tuple[int, str]] = {}
-    n = 0
-    for rec in store.journal():
-        assert rec.leaf_index == n
-        n += 1
-        body = json.loads(rec.body)
-        assert "sha256:" + hashlib.sha256(rec.body).hexdigest() == rec.entry_hash
-        seq, prev = last.get(rec.execution_id, (-1, "sha256:" + "0" * 64))
-        assert body["seq"] == seq + 1 and body["prev_entry_hash"] == prev
-        last[rec.execution_id] = (body["seq"], rec.entry_hash)
 
 
 def spawn_run(plan_path, store_path, workspace, lease_ms=400):

@@ -6,8 +6,8 @@ import re
 from collections import Counter
 
 import pytest
-from support import make_plan, sid
-from workerkit import SHORT_LEASE_MS, Workers, chain_ok, records, wait_for
+from support import chain_ok, make_plan, sid
+from workerkit import SHORT_LEASE_MS, Workers, records, wait_for
 
 from ordinance.engine import Engine
 

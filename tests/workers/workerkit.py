@@ -20,6 +20,7 @@ LEASE_MS = 5_000  # tests that do not wait for recovery: generous, so a loaded m
 SHORT_LEASE_MS = 1_000  # tests that wait for another worker's recovery
 
 
+
 def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
     """Poll ``pred`` until it returns something truthy (a generous bound, never a timing assertion)."""
     t0 = time.monotonic()
@@ -98,20 +99,6 @@ class Workers:
         for wp in self.procs:
             if wp.popen.poll() is None:
                 wp.kill()
-
-
-def chain_ok(store) -> None:
-    """Every execution's hash chain links and each entry hash is the digest of its body (§8)."""
-    last: dict[str, tuple[int, str]] = {}
-    n = 0
-    for rec in store.journal():
-        assert rec.leaf_index == n
-        n += 1
-        body = json.loads(rec.body)
-        assert "sha256:" + hashlib.sha256(rec.body).hexdigest() == rec.entry_hash
-        seq, prev = last.get(rec.execution_id, (-1, "sha256:" + "0" * 64))
-        assert body["seq"] == seq + 1 and body["prev_entry_hash"] == prev, (rec.execution_id, body["kind"])
-        last[rec.execution_id] = (body["seq"], rec.entry_hash)
 
 
 def records(store, execution_id: str) -> list[dict[str, Any]]:

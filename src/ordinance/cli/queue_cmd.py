@@ -33,31 +33,12 @@ from .options import (
     usage_error,
     write_json,
 )
-from .render import EXIT_CODES, STATUS_STYLE, print_summary
+from .render import EXIT_CODES, print_result
 
 __all__ = ["register", "WAIT_TIMEOUT_EXIT"]
 
 #: ``ordinance wait`` exit status when --timeout-s passes before a result exists (as timeout(1) does).
 WAIT_TIMEOUT_EXIT = 124
-
-
-def _print_result(doc: dict[str, Any]) -> None:
-    """A PlanResult for a person, as ``ordinance show`` prints it."""
-    from rich.table import Table
-
-    from ..contract.models import PlanResult
-
-    res = PlanResult.model_validate(doc)
-    table = Table(title=f"plan {res.plan_id} v{res.plan_version}", box=None, header_style="bold")
-    for col in ("#", "step", "status", "attempts", "duration", "error"):
-        table.add_column(col)
-    for i, sr in enumerate(res.step_results, 1):
-        icon, style = STATUS_STYLE.get(sr.status.value, ("?", ""))
-        err = f"{sr.error.error_code.value}: {sr.error.message}" if sr.error else ""
-        table.add_row(str(i), sr.step_id, f"[{style}]{icon} {sr.status.value}[/]", str(sr.attempts),
-                      f"{sr.duration_ms} ms" if sr.duration_ms is not None else "", err[:80])
-    console.print(table)
-    print_summary(res, console)
 
 
 def _setup_logging(level: int) -> None:
@@ -264,5 +245,5 @@ def register(app: typer.Typer) -> None:
         if json_out:
             write_json(doc)
         else:
-            _print_result(doc)
+            print_result(doc, console)
         raise typer.Exit(EXIT_CODES.get(status, 1))

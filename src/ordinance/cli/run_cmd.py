@@ -21,7 +21,7 @@ from .options import (
     usage_error,
     write_json,
 )
-from .render import EXIT_CODES, STATUS_STYLE, print_summary
+from .render import EXIT_CODES, STATUS_STYLE, print_result, print_summary
 
 __all__ = ["register"]
 
@@ -229,21 +229,7 @@ def register(app: typer.Typer) -> None:
         if result is None:
             console.print(f"execution {execution_id}: [cyan]{row.status}[/] (no result yet; lease {row.lease_owner})")
             raise typer.Exit(0)
-        from rich.table import Table
-
-        from ..contract.models import PlanResult
-
-        res = PlanResult.model_validate(result)
-        table = Table(title=f"plan {res.plan_id} v{res.plan_version}", box=None, header_style="bold")
-        for col in ("#", "step", "status", "attempts", "duration", "error"):
-            table.add_column(col)
-        for i, sr in enumerate(res.step_results, 1):
-            icon, style = STATUS_STYLE.get(sr.status.value, ("?", ""))
-            err = f"{sr.error.error_code.value}: {sr.error.message}" if sr.error else ""
-            table.add_row(str(i), sr.step_id, f"[{style}]{icon} {sr.status.value}[/]", str(sr.attempts),
-                          f"{sr.duration_ms} ms" if sr.duration_ms is not None else "", err[:80])
-        console.print(table)
-        print_summary(res, console)
+        print_result(result, console)
 
     @app.command("list")
     def list_cmd(
