@@ -60,6 +60,7 @@ from .verify import (
     VerifyReport,
     chain_step,
     incomplete,
+    locate_divergence,
     scan_record,
     sort_problems,
     verify_consistency_with,
@@ -620,21 +621,6 @@ def _is_tree_problem(p: Problem) -> bool:
     return p.execution_id is None and p.reason.startswith(_TREE_REASONS)
 
 
-def _locate(tree: MerkleTree, anchors: Sequence[Checkpoint], limit: int) -> tuple[int, int] | None:
-    """``(good, bad)``: the largest anchor size still matching and the smallest one failing (≤ ``limit``)."""
-    usable = [a for a in anchors if 1 <= a.tree_size <= limit]
-    lo, hi = 0, len(usable)
-    while lo < hi:  # roots are prefix-monotone: once a prefix differs, every longer one does
-        mid = (lo + hi) // 2
-        if tree.root(usable[mid].tree_size) != usable[mid].root_hash:
-            hi = mid
-        else:
-            lo = mid + 1
-    if lo == len(usable):
-        return None
-    return (usable[lo - 1].tree_size if lo else 0), usable[lo].tree_size
-
-
 def _duplicates(scanned: Iterable[ScannedRecord], suspects: set[str], unchanged_below: int = 0) -> list[Problem]:
     """Name inserted records among several well-formed ones claiming one execution's seq.
 
@@ -742,7 +728,7 @@ def check_log(
         tree_failed = any(_is_tree_problem(p) for p in base.problems)
         status = "failed" if tree_failed else "ok"
         if not tree_failed and len(ctx.anchors) > 1:
-            where = _locate(get_tree(), ctx.anchors, min(cp.tree_size, base.tree_size))
+            where = locate_divergence(get_tree(), ctx.anchors, min(cp.tree_size, base.tree_size))
             if where is not None:
                 good, bad = located = where
                 tree_failed = True

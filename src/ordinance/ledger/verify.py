@@ -329,12 +329,10 @@ def verify_scanned(
     )
 
 
-def _locate(tree: MerkleTree, anchors: Sequence[Checkpoint], limit: int) -> Problem | None:
-    """Find the first anchor (size ≤ ``limit``) whose root the log no longer matches.
-
-    Roots are prefix-monotone (once a prefix differs, every longer one does), so a binary search
-    finds the earliest failing anchor; the first changed leaf lies between it and the one before.
-    """
+def locate_divergence(tree: MerkleTree, anchors: Sequence[Checkpoint], limit: int) -> tuple[int, int] | None:
+    """``(good, bad)``: the largest anchor size (≤ ``limit``) whose root the log still matches, and the smallest
+    whose it does not; None when every anchor matches. Roots are prefix-monotone (once a prefix differs, every
+    longer one does), so a binary search finds them."""
     by_size: dict[int, Checkpoint] = {}
     for a in anchors:
         if 1 <= a.tree_size <= limit:
@@ -349,8 +347,19 @@ def _locate(tree: MerkleTree, anchors: Sequence[Checkpoint], limit: int) -> Prob
             lo = mid + 1
     if lo == len(usable):
         return None
-    bad = usable[lo].tree_size
-    good = usable[lo - 1].tree_size if lo else 0
+    return (usable[lo - 1].tree_size if lo else 0), usable[lo].tree_size
+
+
+def _locate(tree: MerkleTree, anchors: Sequence[Checkpoint], limit: int) -> Problem | None:
+    """Find the first anchor (size ≤ ``limit``) whose root the log no longer matches.
+
+    Roots are prefix-monotone (once a prefix differs, every longer one does), so a binary search
+    finds the earliest failing anchor; the first changed leaf lies between it and the one before.
+    """
+    where = locate_divergence(tree, anchors, limit)
+    if where is None:
+        return None
+    good, bad = where
     if bad - good == 1:
         reason = f"tree differs from checkpoint: leaf {good} is not the leaf the checkpoint of size {bad} committed to"
     else:
