@@ -53,6 +53,11 @@ def pick_error(errors: list[ExecutionError], *, now: int) -> ExecutionError | No
 
 def check_result(result: PlanResult, document: dict[str, Any] | None = None) -> list[str]:
     """The result's own validation (§5.6 validate_result): invariants a correct engine always keeps."""
+    return _check_result(result, document)[0]
+
+
+def _check_result(result: PlanResult, document: dict[str, Any] | None = None) -> tuple[list[str], str]:
+    """(problems, the document's digest — "" when it has none)."""
     problems: list[str] = []
     if len(result.step_results) != result.steps_total:
         problems.append("step_results does not have one entry per plan step")
@@ -75,11 +80,12 @@ def check_result(result: PlanResult, document: dict[str, Any] | None = None) -> 
         problems.append("steps_executed does not count the steps with a started attempt")
     if result.completed_at < result.started_at:
         problems.append("completed_at is before started_at")
+    rdigest = ""
     try:
-        digest(document if document is not None else result.to_document())
+        rdigest = digest(document if document is not None else result.to_document())
     except (TypeError, ValueError) as exc:
         problems.append(f"the result is not canonical JSON: {exc}")
-    return problems
+    return problems, rdigest
 
 
 class Outcomeable(Protocol):
@@ -163,9 +169,7 @@ async def _run(x: Any, status: PlanStatus, error_handler: Any) -> PlanResult:
             data = {"status": status.value}
         elif name == "validate_result":
             assert result is not None
-            problems = check_result(result, doc)
-            if not problems:
-                rdigest = digest(doc)
+            problems, rdigest = _check_result(result, doc)  # the digest is taken once, here
             data = {"ok": not problems, "problems": problems}
             if problems:
                 x.record(f"outcome.{name}", data)
