@@ -103,9 +103,15 @@ def test_s5_8_worker_killed_mid_execution_is_closed_by_another_workers_recovery(
 def test_s5_8_sigterm_lets_running_executions_finish_and_claims_no_more(sqlite_backend, workers, workspace):
     st = sqlite_backend.store
     plan = make_plan({"action": "control.sleep", "payload": {"ms": 1500}}, id=sid(303))
-    first, second = submit(st, plan, 2)
+    ids = submit(st, plan, 2)
     w = workers.start(sqlite_backend.url, "--concurrency", "1", workspace=workspace)
-    wait_for(lambda: any(r["kind"] == "step.attempt_started" for r in records(st, first)), 30, "the first step")
+
+    def started() -> str | None:
+        # both were queued in the same millisecond: which one is taken first is up to their ids
+        return next((e for e in ids if any(r["kind"] == "step.attempt_started" for r in records(st, e))), None)
+
+    first = wait_for(started, 30, "the first step")
+    second = next(e for e in ids if e != first)
     w.terminate()
     assert w.wait(30) == 0, w.text()
     assert st.get_result(first)["status"] == "success"  # finished within the grace period
