@@ -154,3 +154,10 @@ def test_s12_run_examples_quickstart_end_to_end(here):
             str(here / "ws"), "--json", cwd=here)
     assert r.returncode == 0, r.stdout
     assert (here / "ws" / "out" / "RELEASE_NOTES.txt").read_text().startswith("Faster validation")
+
+
+def test_s12_version():
+    from ordinance import __version__
+
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.decode().strip() == f"ordinance {__version__}"

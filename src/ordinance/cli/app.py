@@ -18,6 +18,22 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"ordinance {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", help="Print the version and exit.", callback=_version,
+                                 is_eager=True),
+) -> None:
+    """Execute declarative plans under a binding contract, with a verifiable journal."""
+
+
 _COMMAND_MODULES = ("validate_cmd", "run_cmd", "token_cmd", "queue_cmd", "journal_cmd", "conformance_cmd")
 
 for _name in _COMMAND_MODULES:
