@@ -152,3 +152,17 @@ def opened_store(kind: str, tmp_path, *, schema_prefix: str = "t_"):
             drop_pg_schema(url, schema)
 
     return opened()
+
+
+def proc_stats():
+    """(pid, fields after the command name) of every process in /proc: fields[0] is the state, [1] the parent
+    pid, [2] the process group."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        yield int(entry), fields

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import proc_stats
 
 from ordinance.actions import ActionFailure, default_registry, payload_errors
 from ordinance.actions.builtins.shell import OUTPUT_LIMIT
@@ -21,16 +22,9 @@ pytestmark = pytest.mark.timeout(60)
 def live_members(pgid: int) -> list[int]:
     """Processes of group ``pgid`` that are still running (zombies awaiting their reaper are dead)."""
     out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+    for pid, fields in proc_stats():
         if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(entry))
+            out.append(pid)
     return out
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import proc_stats
 
 from ordinance.actions import ActionContext, ActionFailure
 from ordinance.actions.builtins.control import Spin, spin
@@ -79,16 +80,9 @@ def gone(pid: int) -> bool:
 def children_of_this_process() -> list[int]:
     me = str(os.getpid())
     out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+    for pid, fields in proc_stats():
         if fields[1] == me:
-            out.append(int(entry))
+            out.append(pid)
     return out
 
 
