@@ -221,6 +221,20 @@ def test_results_round_trip(store):
     assert store.get_result("b") is None
 
 
+def test_results_given_as_canonical_bytes_are_kept_verbatim(store):
+    """The engine hands over the canonical bytes it digested (§5.6 persist_result): stored as they are."""
+    from ordinance.contract.canonical import canonical_bytes
+
+    store.create_execution(row("a"))
+    store.create_execution(row("b"))
+    doc = {"status": "success", "z": [1, 2.5, "é\u2028"], "a": None}
+    store.write(WriteBatch(results=[("a", canonical_bytes(doc), "sha256:r")]))
+    assert store.get_result("a") == doc
+    with pytest.raises(StoreError, match="not UTF-8"):
+        store.write(WriteBatch(results=[("b", b"\xff{}", "sha256:r")]))
+    assert store.get_result("b") is None
+
+
 # -- leases and claims (§5.8 recovery) -------------------------------------------------------------------------------
 def test_renew_lease_only_for_the_owner_of_a_running_execution(store):
     store.create_execution(row("a", status="running", lease_owner="w1", lease_expires_at=100))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..contract.canonical import digest
+from ..contract.canonical import canonical_bytes, digest_bytes
 from ..contract.errors import SEVERITY_RANK, ErrorCode
 from ..contract.models import ExecutionError, PlanResult, PlanStatus
 from ..store.base import ExecutionUpdate, StoreError
@@ -56,8 +56,8 @@ def check_result(result: PlanResult, document: dict[str, Any] | None = None) -> 
     return _check_result(result, document)[0]
 
 
-def _check_result(result: PlanResult, document: dict[str, Any] | None = None) -> tuple[list[str], str]:
-    """(problems, the document's digest — "" when it has none)."""
+def _check_result(result: PlanResult, document: dict[str, Any] | None = None) -> tuple[list[str], str, bytes | None]:
+    """(problems, the document's digest — "" when it has none, its canonical bytes — None when it has none)."""
     problems: list[str] = []
     if len(result.step_results) != result.steps_total:
         problems.append("step_results does not have one entry per plan step")
@@ -80,12 +80,13 @@ def _check_result(result: PlanResult, document: dict[str, Any] | None = None) ->
         problems.append("steps_executed does not count the steps with a started attempt")
     if result.completed_at < result.started_at:
         problems.append("completed_at is before started_at")
-    rdigest = ""
+    rdigest, body = "", None
     try:
-        rdigest = digest(document if document is not None else result.to_document())
+        body = canonical_bytes(document if document is not None else result.to_document())
+        rdigest = digest_bytes(body)
     except (TypeError, ValueError) as exc:
         problems.append(f"the result is not canonical JSON: {exc}")
-    return problems, rdigest
+    return problems, rdigest, body
 
 
 class Outcomeable(Protocol):
@@ -169,14 +170,15 @@ async def _run(x: Any, status: PlanStatus, error_handler: Any) -> PlanResult:
             data = {"status": status.value}
         elif name == "validate_result":
             assert result is not None
-            problems, rdigest = _check_result(result, doc)  # the digest is taken once, here
+            # encoded once, here: the same canonical bytes give the digest and are what the store keeps
+            problems, rdigest, rbody = _check_result(result, doc)
             data = {"ok": not problems, "problems": problems}
             if problems:
                 x.record(f"outcome.{name}", data)
                 raise _ResultInvalid(problems)
         elif name == "persist_result":
             assert result is not None
-            x.batch.results.append((x.execution_id, doc, rdigest))
+            x.batch.results.append((x.execution_id, rbody if rbody is not None else doc, rdigest))
             data = {"result_digest": rdigest}
             x.record(f"outcome.{name}", data)
             try:

@@ -123,7 +123,8 @@ class WriteBatch:
 
     journal: list[JournalAppend] = field(default_factory=list)
     receipts: list[dict[str, Any]] = field(default_factory=list)  # OperationReceipt documents (+ "output", "snapshot")
-    results: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)  # (execution_id, PlanResult doc, digest)
+    #: (execution_id, PlanResult document — or its canonical JSON bytes, kept verbatim —, digest)
+    results: list[tuple[str, dict[str, Any] | bytes, str]] = field(default_factory=list)
     updates: list[ExecutionUpdate] = field(default_factory=list)
     outbox: list[OutboxEvent] = field(default_factory=list)
     #: Fencing: (execution_id, owner). When set, the write happens only if that execution is running with that

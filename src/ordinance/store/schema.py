@@ -316,6 +316,16 @@ def dumps(obj: Any, what: str, op: str) -> str:
         raise StoreError(f"store {op} failed: {what} is not a JSON document: {exc}") from exc
 
 
+def _result_text(doc: dict[str, Any] | bytes, op: str) -> str:
+    """A result as stored: a document is encoded; canonical bytes the engine already made are kept as they are."""
+    if isinstance(doc, (bytes, bytearray)):
+        try:
+            return bytes(doc).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"store {op} failed: a result document is not UTF-8: {exc}") from exc
+    return dumps(doc, "a result document", op)
+
+
 def leaf_hash(body: bytes) -> bytes:
     """RFC 6962 leaf hash: sha256(0x00 ‖ body)."""
     return _hashlib.sha256(b"\x00" + body).digest()
@@ -402,7 +412,7 @@ class PreparedBatch:
             body = bytes(rec.body)
             self.journal.append((rec.execution_id, rec.seq, rec.kind, body, rec.entry_hash, leaf_hash(body)))
         self.receipts = [receipt_params(doc, op) for doc in batch.receipts]
-        self.results = [(eid, dumps(doc, "a result document", op), digest) for eid, doc, digest in batch.results]
+        self.results = [(eid, _result_text(doc, op), digest) for eid, doc, digest in batch.results]
         self.outbox = [outbox_params(ev, op) for ev in batch.outbox]
 
 
