@@ -54,7 +54,7 @@ from collections import OrderedDict
 from ordinance.contract import canonical
 
 
-def _large(inner, n: int = canonical._FAST_PATH_NODES + 50) -> dict:
+def _large(inner, n: int = canonical._FAST_PATH_CONTAINERS + 50) -> dict:
     return {"filler": [{"i": i, "s": f"sha256:{i:064x}"} for i in range(n)], "inner": inner}
 
 
@@ -95,6 +95,15 @@ def test_s0_1_large_documents_the_definition_refuses_are_refused(inner):
         definition(big)
     with pytest.raises(type(expected.value)):
         canonical_bytes(big)
+
+
+def test_s0_1_the_walk_says_float_free_not_float_free_or_too_large():
+    assert canonical._float_free({"a": [1, "x", None, True, {"b": []}]}) is True
+    assert canonical._float_free("s") is True and canonical._float_free(2**63) is False
+    for bad in ({"a": 1.0}, [[0.5]], {"a": (1, {2: 3})}, {"a": 2**63}, {"a": -(2**63) - 1}, {"a": {1, 2}}, [b"x"]):
+        assert canonical._float_free(bad) is False, bad
+    assert canonical._float_free(_large(1)) is None
+    assert canonical._float_free(_large(1), budget=10**6) is True
 
 
 def test_s0_1_large_float_free_documents_do_take_the_fast_path():

@@ -28,31 +28,49 @@ except ImportError:  # pragma: no cover - orjson is a declared dependency
     _orjson = None
 
 
-#: Past this many nodes a document goes straight to the C encoder: walking it in Python costs more than orjson saves.
-_FAST_PATH_NODES = 400
+#: Past this many containers (objects and arrays) a document is not walked in Python: it takes the C round trip
+#: of :func:`_large_fast_path` instead, which costs less than the walk for large documents.
+_FAST_PATH_CONTAINERS = 100
+
+_SCALARS = frozenset((str, bool, type(None)))
+_INT_MIN, _INT_MAX = -(2**63), 2**63
 
 
-def _float_free(obj: Any, budget: list[int]) -> bool:
-    """True if ``obj`` holds only str-keyed dicts, lists/tuples, str, int (in 64 bits), bool and None, within budget."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        return False
+def _float_free(obj: Any, budget: int = _FAST_PATH_CONTAINERS) -> bool | None:
+    """True if ``obj`` holds only str-keyed dicts, lists/tuples, str, int (in 64 bits), bool and None; False if not;
+    None if it has more than ``budget`` containers (not walked to the end)."""
     t = type(obj)
-    if t is str or obj is None or t is bool:
+    if t in _SCALARS:
         return True
     if t is int:
-        return -(2**63) <= obj < 2**63
-    if t is dict:
-        for k, v in obj.items():
-            if type(k) is not str or not _float_free(v, budget):
+        return _INT_MIN <= obj < _INT_MAX
+    stack = [obj]
+    pop, push, scalars = stack.pop, stack.append, _SCALARS
+    while stack:
+        o = pop()
+        t = type(o)
+        budget -= 1
+        if budget < 0:
+            return None
+        if t is dict:
+            for k in o:
+                if type(k) is not str:
+                    return False
+            values: Any = o.values()
+        elif t is list or t is tuple:
+            values = o
+        else:
+            return False
+        for v in values:
+            tv = type(v)
+            if tv in scalars:
+                continue
+            if tv is int:
+                if _INT_MIN <= v < _INT_MAX:
+                    continue
                 return False
-        return True
-    if t is list or t is tuple:
-        for v in obj:
-            if not _float_free(v, budget):
-                return False
-        return True
-    return False
+            push(v)
+    return True
 
 
 class _FloatSeen(Exception):
@@ -92,13 +110,13 @@ def canonical_bytes(obj: Any) -> bytes:
     :func:`_large_fast_path`. Everything else takes the standard library, which is the definition.
     """
     if _orjson is not None:
-        budget = [_FAST_PATH_NODES]
-        if _float_free(obj, budget):
+        free = _float_free(obj)
+        if free:
             try:
                 return _orjson.dumps(obj, option=_ORJSON_OPTS)
             except TypeError:  # e.g. a lone surrogate: let the definition raise its own error
                 pass
-        elif budget[0] < 0:  # too large to walk, not known to hold a float
+        elif free is None:  # too large to walk, not known to hold a float
             out = _large_fast_path(obj)
             if out is not None:
                 return out

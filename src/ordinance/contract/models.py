@@ -9,7 +9,7 @@ pydantic, decides which rule a bad document breaks.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
@@ -20,7 +20,7 @@ __all__ = [
     "MAX_TIMEOUT_MS", "DEFAULT_PLAN_TIMEOUT_MS", "DEFAULT_STEP_TIMEOUT_MS", "DEFAULT_MAX_PARALLEL", "MAX_SAFE_INT",
     "OnFailure", "TriggerType", "PlanStatus", "StepStatus", "CompensationStatus", "CompensationType",
     "RetryPolicy", "Binding", "CompensationSpec", "PlanStep", "Plan", "Principal", "ExecutionContext",
-    "ExecutionError", "OperationReceipt", "StepResult", "PlanResult",
+    "ExecutionError", "OperationReceipt", "StepResult", "PlanResult", "assemble",
 ]
 
 UUID4_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
@@ -326,3 +326,25 @@ class PlanResult(BaseModel):
 
     def to_document(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+_M = TypeVar("_M", bound=BaseModel)
+_set_attribute = object.__setattr__
+
+
+def assemble(cls: type[_M], values: dict[str, Any]) -> _M:
+    """``cls.model_construct(**values)`` for values the engine built itself, already of the right types.
+
+    When ``values`` names every field (in any order) and the model has no private attributes or post-init
+    hook, the instance is put together directly, fields in declaration order: what ``model_construct`` does,
+    without its per-field default and alias handling (about six times faster, which matters once per attempt).
+    Anything else goes through ``model_construct``. Nothing is validated either way.
+    """
+    if values.keys() != cls.model_fields.keys() or cls.__pydantic_post_init__ or cls.__private_attributes__:
+        return cls.model_construct(**values)
+    m = cls.__new__(cls)
+    _set_attribute(m, "__dict__", {name: values[name] for name in cls.model_fields})  # in field order
+    _set_attribute(m, "__pydantic_fields_set__", set(values))
+    _set_attribute(m, "__pydantic_extra__", None)
+    _set_attribute(m, "__pydantic_private__", None)
+    return m

@@ -21,7 +21,7 @@ from ..contract.canonical import canonical_bytes, digest, digest_bytes
 from ..contract.errors import ErrorCode, ErrorSeverity
 from ..contract.models import (
     CompensationStatus, CompensationType, ExecutionContext, ExecutionError, OnFailure, OperationReceipt, Plan,
-    PlanResult, PlanStatus,
+    PlanResult, PlanStatus, assemble,
 )
 from ..store.base import LeaseLostError, StoreError, WriteBatch
 from .bindings import BindingError, apply_bindings
@@ -837,7 +837,7 @@ def _operation_id(execution_id: str, step_id: str, attempt: int) -> str:
 def _receipt(**fields: Any) -> OperationReceipt:
     """An OperationReceipt from engine-built fields (already of the right types: no re-validation)."""
     fields.setdefault("compensation_verified", False)
-    return OperationReceipt.model_construct(**fields)
+    return assemble(OperationReceipt, fields)
 
 
 def _receipt_doc(r: OperationReceipt) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..actions.registry import ActionSpec, StateSnapshot
 from ..contract.models import (
-    CompensationStatus, ExecutionError, OperationReceipt, PlanStep, StepResult, StepStatus,
+    CompensationStatus, ExecutionError, OperationReceipt, PlanStep, StepResult, StepStatus, assemble,
 )
 
 __all__ = ["StepState", "EMPTY_STATE_DIGEST"]
@@ -49,15 +49,15 @@ class StepState:
         duration = None
         if self.started_at is not None and self.completed_at is not None:
             duration = max(0, self.completed_at - self.started_at)
-        return StepResult.model_construct(
-            step_id=self.step.id,
-            status=StepStatus(status),
-            attempts=self.attempts,
-            started_at=self.started_at,
-            completed_at=self.completed_at if self.started_at is not None else None,
-            duration_ms=duration,
-            output=self.output,
-            error=self.error,
-            receipt=self.receipt,
-            compensation_status=self.compensation_status,
-        )
+        return assemble(StepResult, {
+            "step_id": self.step.id,
+            "status": StepStatus(status),
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at if self.started_at is not None else None,
+            "duration_ms": duration,
+            "output": self.output,
+            "error": self.error,
+            "receipt": self.receipt,
+            "compensation_status": self.compensation_status,
+        })
