@@ -111,6 +111,11 @@ class ActionSpec:
     compensation_type: CompensationType = CompensationType.NONE
     compensate: Callable[[dict[str, Any], StateSnapshot, ActionContext], Any] | None = None
     description: str = ""
+    #: An async action that finishes without suspending and uses nothing bound to its own task (current_task,
+    #: asyncio.timeout, task groups): the engine runs it within the scheduler's turn, with no task or timer of
+    #: its own (what a Pass state is to Step Functions). A result that comes back past the step's timeout is
+    #: still discarded as STEP_TIMEOUT; one that suspends after all goes on in a task from where it stopped.
+    inline: bool = False
 
     def parse_payload(self, payload: dict[str, Any]) -> Any:
         """The payload as the action receives it (a model instance, or the dict). Raises ValidationError."""
@@ -159,10 +164,14 @@ class ActionRegistry:
         read_only: bool = False,
         roles: tuple[str, ...] | list[str] = (),
         cost_usd: float = 0.0,
+        inline: bool = False,
         replace: bool = False,
         **extra: Any,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator: register ``func`` as action ``name``. Returns ``func`` unchanged."""
+        """Decorator: register ``func`` as action ``name``. Returns ``func`` unchanged.
+
+        ``inline=True`` (async functions only) declares an action that never suspends: see :attr:`ActionSpec.inline`.
+        """
 
         def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
             self.register(
@@ -175,6 +184,7 @@ class ActionRegistry:
                     read_only=read_only,
                     required_roles=tuple(roles),
                     cost_usd=cost_usd,
+                    inline=inline and inspect.iscoroutinefunction(func),
                     description=(inspect.getdoc(func) or "").split("\n\n")[0],
                     **extra,
                 ),

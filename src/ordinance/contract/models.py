@@ -340,11 +340,25 @@ def assemble(cls: type[_M], values: dict[str, Any]) -> _M:
     without its per-field default and alias handling (about six times faster, which matters once per attempt).
     Anything else goes through ``model_construct``. Nothing is validated either way.
     """
-    if values.keys() != cls.model_fields.keys() or cls.__pydantic_post_init__ or cls.__private_attributes__:
+    names = _field_names(cls)
+    if names is None or values.keys() != names.keys():
         return cls.model_construct(**values)
     m = cls.__new__(cls)
-    _set_attribute(m, "__dict__", {name: values[name] for name in cls.model_fields})  # in field order
-    _set_attribute(m, "__pydantic_fields_set__", set(values))
+    _set_attribute(m, "__dict__", {name: values[name] for name in names})  # in field order
+    _set_attribute(m, "__pydantic_fields_set__", set(names))
     _set_attribute(m, "__pydantic_extra__", None)
     _set_attribute(m, "__pydantic_private__", None)
     return m
+
+
+_FIELD_NAMES: dict[type, dict[str, None] | None] = {}
+
+
+def _field_names(cls: type[BaseModel]) -> dict[str, None] | None:
+    """The model's field names in order (a dict, for its set-like keys), or None if it cannot be assembled."""
+    try:
+        return _FIELD_NAMES[cls]
+    except KeyError:
+        ok = not cls.__pydantic_post_init__ and not cls.__private_attributes__
+        names = _FIELD_NAMES[cls] = dict.fromkeys(cls.model_fields) if ok else None
+        return names

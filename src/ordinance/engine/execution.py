@@ -8,9 +8,11 @@ chain a step's completion and its successor's start cost one durable commit.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import heapq
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -38,6 +40,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Execution", "RunSettings", "AttemptTimeout"]
 
 log = logging.getLogger("ordinance.engine")
+
+
+#: The longest the scheduler runs without yielding to the event loop (attempts that finish inline, §5.1).
+_MAX_TURN_S = 0.001
 
 
 class AttemptTimeout(Exception):
@@ -174,6 +180,7 @@ class Execution(JournaledRun):
         left = (self.deadline_ms - now_ms()) / 1000.0
         self._deadline_timer = loop.call_later(max(left, 0.0), self._deadline_reached)
         completed = self._completed
+        turn_started = time.monotonic()
         while True:
             if self.lease_lost:
                 raise LeaseLostError(self.execution_id, self.engine.owner, None, None)
@@ -199,17 +206,23 @@ class Execution(JournaledRun):
                 self._launch(*item)
             if not self.running and not completed:
                 return
-            if not completed:
+            if completed and time.monotonic() - turn_started > _MAX_TURN_S:
+                # attempts that finish inline never give the loop a turn: give it one now and then, so timers
+                # (the deadline, lease renewal), sinks and other executions keep running
+                await asyncio.sleep(0)
+                turn_started = time.monotonic()
+            elif not completed:
                 self._wake = loop.create_future()
                 try:
                     await self._wake
                 finally:
                     self._wake = None
-                if self.lease_lost:
-                    raise LeaseLostError(self.execution_id, self.engine.owner, None, None)
-                if self._deadline_hit:
-                    self._plan_timeout()
-                    return
+                turn_started = time.monotonic()
+            if self.lease_lost:
+                raise LeaseLostError(self.execution_id, self.engine.owner, None, None)
+            if self._deadline_hit:
+                self._plan_timeout()
+                return
             batch = sorted(completed, key=lambda s: s.index)
             completed.clear()
             for st in batch:
@@ -409,17 +422,49 @@ class Execution(JournaledRun):
     def _launch(self, st: StepState, attempt: int, parsed: Any, ctx: ActionContext, pre: StateSnapshot, key: str,
                 started: int) -> None:
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self._attempt_body(st, attempt, parsed, ctx, pre, key, started))
+        spec = st.spec
+        assert spec is not None
+        resume: _Resumed | None = None
+        context = None
+        if spec.inline:
+            # An inline action (ActionSpec.inline: it finishes without suspending) runs right here: no task, no
+            # timer, no extra event-loop turn. Should it suspend after all, it goes on in a task from there.
+            context = contextvars.copy_context()
+            coro = spec.func(parsed, ctx)
+            t0 = time.monotonic()
+            try:
+                first = context.run(coro.send, None)
+            except StopIteration as stop:
+                if (time.monotonic() - t0) * 1000.0 >= st.timeout_ms:  # §5.3: a result past the limit is discarded
+                    self._finish(st, attempt, pre, key, error=self._timeout_error(st, attempt), timed_out=True)
+                    return
+                try:
+                    output_digest = digest_bytes(canonical_bytes(stop.value))  # must be JSON
+                except Exception as exc:  # noqa: BLE001 - not JSON: the step fails
+                    self._attempt_raised(st, attempt, pre, key, exc)
+                    return
+                self._finish(st, attempt, pre, key, output=stop.value, output_digest=output_digest)
+                return
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the action raised before it ever suspended
+                self._attempt_raised(st, attempt, pre, key, exc)
+                return
+            resume = _Resumed(coro, first)
+        task = loop.create_task(self._attempt_body(st, attempt, parsed, ctx, pre, key, started, resume),
+                                context=context)
         task.add_done_callback(self._task_done)
         st.extra["task"] = task
         st.extra["timer"] = loop.call_later(st.timeout_ms / 1000.0, self._attempt_timed_out, st, attempt)
 
     async def _attempt_body(self, st: StepState, attempt: int, parsed: Any, ctx: ActionContext, pre: StateSnapshot,
-                            key: str, started: int) -> None:
+                            key: str, started: int, resume: _Resumed | None = None) -> None:
         spec = st.spec
         assert spec is not None
         try:
-            if spec.is_async:
+            if resume is not None:
+                output = await resume
+            elif spec.is_async:
                 output = await spec.func(parsed, ctx)
             else:
                 pool = await self.engine._get_pool()
@@ -430,31 +475,37 @@ class Execution(JournaledRun):
             if st.extra.get("open_attempt") == attempt:  # stopped with the plan (not by our own timer)
                 self._close_attempt(st, attempt, pre, key, "cancelled", None, None, None)
             raise
-        except PolicyRefusal as exc:
+        except Exception as exc:  # noqa: BLE001 - an action's exception is a step failure
+            self._attempt_raised(st, attempt, pre, key, exc)
+            return
+        self._finish(st, attempt, pre, key, output=output, output_digest=output_digest)
+
+    def _attempt_raised(self, st: StepState, attempt: int, pre: StateSnapshot, key: str, exc: BaseException) -> None:
+        """An attempt whose action raised: POLICY_DENIED, STEP_FAILED or (the pool's backstop) STEP_TIMEOUT."""
+        spec = st.spec
+        assert spec is not None
+        if isinstance(exc, PolicyRefusal):
             # the envelope said no at use (§6.2): POLICY_DENIED, and the decision is journaled like any other (§6.3)
             env = self.settings.envelope
             self.record("policy.decision", {
                 "check": exc.check, "subject": {"action": spec.name, "path": exc.path}, "verdict": "deny",
                 "reason": exc.message, "policy_digest": env.digest() if env is not None else None, "at_use": True,
             }, step_id=st.id, attempt=attempt)
-            self._finish(st, attempt, pre, key, error=ExecutionError.of(
+            error = ExecutionError.of(
                 ErrorCode.POLICY_DENIED, exc.message, occurred_at=now_ms(), step_id=st.id,
-                details={"attempt": attempt, **exc.details}))
-            return
-        except ActionFailure as exc:
-            self._finish(st, attempt, pre, key, error=ExecutionError.of(
+                details={"attempt": attempt, **exc.details})
+        elif isinstance(exc, ActionFailure):
+            error = ExecutionError.of(
                 ErrorCode.STEP_FAILED, exc.message or "action failed", occurred_at=now_ms(), step_id=st.id,
-                recoverable=exc.recoverable, details={"attempt": attempt, **exc.details}))
-            return
-        except asyncio.TimeoutError:  # the pool's backstop
+                recoverable=exc.recoverable, details={"attempt": attempt, **exc.details})
+        elif isinstance(exc, asyncio.TimeoutError):  # the pool's backstop
             self._finish(st, attempt, pre, key, error=self._timeout_error(st, attempt), timed_out=True)
             return
-        except Exception as exc:  # noqa: BLE001 - an action's exception is a step failure
-            self._finish(st, attempt, pre, key, error=ExecutionError.of(
+        else:
+            error = ExecutionError.of(
                 ErrorCode.STEP_FAILED, f"{type(exc).__name__}: {exc}", occurred_at=now_ms(), step_id=st.id,
-                details={"attempt": attempt, "exception": type(exc).__name__}))
-            return
-        self._finish(st, attempt, pre, key, output=output, output_digest=output_digest)
+                details={"attempt": attempt, "exception": type(exc).__name__})
+        self._finish(st, attempt, pre, key, error=error)
 
     def _timeout_error(self, st: StepState, attempt: int) -> ExecutionError:
         return ExecutionError.of(
@@ -848,6 +899,40 @@ def _receipt_doc(r: OperationReceipt) -> dict[str, Any]:
         "compensation_type": r.compensation_type.value, "compensation_command": r.compensation_command,
         "compensation_verified": r.compensation_verified, "status": r.status,
     }
+
+
+class _Resumed:
+    """Awaitable that carries on a coroutine already started by hand, from the value it first yielded.
+
+    What a task would have done from the start: every value the coroutine yields goes to the task driving us,
+    every value or exception sent back goes into the coroutine (cancellation included).
+    """
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Any:
+        coro, value = self.coro, self.first
+        self.first = None
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the task (CancelledError): pass it on
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 async def _stop_task(task: asyncio.Task) -> None:

@@ -43,13 +43,13 @@ class Fail(Payload):
     recoverable: StrictBool = True
 
 
-@default_registry.action("control.noop", input=Noop, read_only=True)
+@default_registry.action("control.noop", input=Noop, read_only=True, inline=True)
 async def noop(payload: Noop, ctx: ActionContext) -> dict[str, Any]:
     """Do nothing; output ``{}``."""
     return {}
 
 
-@default_registry.action("control.echo", input=Echo, read_only=True)
+@default_registry.action("control.echo", input=Echo, read_only=True, inline=True)
 async def echo(payload: Echo, ctx: ActionContext) -> dict[str, Any]:
     """Return ``{"value": value}`` unchanged."""
     return {"value": payload.value}
@@ -75,7 +75,7 @@ def spin(payload: Spin, ctx: ActionContext) -> dict[str, Any]:
     return {"spun_ms": payload.ms}
 
 
-@default_registry.action("control.fail", input=Fail, read_only=True)
+@default_registry.action("control.fail", input=Fail, read_only=True, inline=True)
 async def fail(payload: Fail, ctx: ActionContext) -> dict[str, Any]:
     """Fail attempts ``1..fail_attempts`` of the step (every attempt when absent), then succeed.
 

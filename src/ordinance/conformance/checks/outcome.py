@@ -236,8 +236,9 @@ def _(h: Harness) -> str:
 def _(h: Harness) -> str:
     from ...engine import CallbackSink
 
+    # control.sleep gives the loop a turn mid-run (noop, fail and echo run inline), so the sinks are reached
     plan = h.plan({"action": "control.noop"}, {"action": "control.fail", "on_failure": "skip"},
-                  {"action": "control.echo", "payload": {"value": 1}})
+                  {"action": "control.sleep", "payload": {"ms": 5}}, {"action": "control.echo", "payload": {"value": 1}})
     baseline = h.run(plan)
 
     async def main() -> tuple[Any, bool]:
