@@ -177,3 +177,23 @@ def test_other_tasks_run_during_a_chain_of_inline_steps(engine):
 
     before, after = asyncio.run(main())
     assert after - before >= 5  # the run took well over 5 ms of scheduler time, so the loop turned
+
+
+def test_s5_0_first_attempt_takes_the_payload_admission_parsed_and_retries_parse_afresh(store, workspace):
+    """A static payload is parsed once at admission (§5.0) and handed to the first attempt; a retry gets its own."""
+    reg = default_registry.copy()
+    class Box(__import__("pydantic").BaseModel):
+        items: list[int]
+
+    @reg.action("t.payload.mutates", input=Box, inline=True)
+    async def mutates(payload: Box, ctx):
+        payload.items.append(ctx.attempt)  # an action that mutates what it was given
+        if ctx.attempt < 3:
+            raise ActionFailure("again", recoverable=True)
+        return {"items": payload.items}
+
+    r = Engine(store, workspace=str(workspace), registry=reg).run(make_plan(
+        {"action": "t.payload.mutates", "payload": {"items": [0]}, "on_failure": "retry",
+         "retry_policy": {"max_attempts": 3, "initial_delay_ms": 0}}), environment=ENV)
+    assert r.status is PlanStatus.SUCCESS
+    assert r.step_results[0].output == {"items": [0, 3]}  # attempt 3 saw none of attempts 1 and 2's changes

@@ -27,7 +27,7 @@ from ..contract.models import ACTION_PATTERN, CompensationType
 
 __all__ = [
     "ActionFailure", "PolicyRefusal", "ActionContext", "StateSnapshot", "ActionSpec", "ActionRegistry", "default_registry", "action",
-    "payload_errors",
+    "check_payload", "payload_errors",
 ]
 
 import re
@@ -124,21 +124,23 @@ class ActionSpec:
         return self.input_model.model_validate(payload)
 
 
-def payload_errors(spec: ActionSpec, payload: Any) -> list[str]:
-    """Human-readable problems of ``payload`` against the action's input schema (empty when it fits)."""
+def check_payload(spec: ActionSpec, payload: Any) -> tuple[Any, list[str]]:
+    """(the payload as the action receives it, []) when it fits the action's input schema; else (None, problems)."""
     if not isinstance(payload, dict):
-        return [f"payload must be an object, got {type(payload).__name__}"]
-    if spec.input_model is None:
-        return []
+        return None, [f"payload must be an object, got {type(payload).__name__}"]
     try:
-        spec.input_model.model_validate(payload)
+        return spec.parse_payload(payload), []
     except ValidationError as exc:
         out = []
         for err in exc.errors(include_url=False):
             loc = "/" + "/".join(str(p) for p in err["loc"]) if err["loc"] else ""
             out.append(f"{loc or '/'}: {err['msg']}")
-        return out
-    return []
+        return None, out
+
+
+def payload_errors(spec: ActionSpec, payload: Any) -> list[str]:
+    """Human-readable problems of ``payload`` against the action's input schema (empty when it fits)."""
+    return check_payload(spec, payload)[1]
 
 
 class ActionRegistry:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping
 
-from ..actions.registry import ActionRegistry, default_registry, payload_errors
+from ..actions.registry import ActionRegistry, check_payload, default_registry, payload_errors
 from ..contract.canonical import digest, digest_bytes, run_id as make_run_id
 from ..contract.errors import ErrorCode
 from ..contract.models import UUID4_PATTERN, ExecutionContext, ExecutionError, Plan, PlanResult, PlanStatus
@@ -410,12 +410,15 @@ class Engine:
 
         # Every static payload matches its action's input schema (bound payloads are checked after binding).
         bad = []
+        admitted_payloads: dict[str, Any] = {}  # parsed here once: each step's first attempt takes its own
         for step in plan_model.steps:
             spec = self.registry.get(step.action)
             if not step.inputs:
-                probs = payload_errors(spec, step.payload)
+                parsed, probs = check_payload(spec, step.payload)
                 if probs:
                     bad.append({"step_id": step.id, "action": step.action, "problems": probs})
+                else:
+                    admitted_payloads[step.id] = parsed
             if step.compensation is not None:
                 cspec = self.registry.get(step.compensation.action)
                 probs = payload_errors(cspec, step.compensation.payload)
@@ -478,7 +481,7 @@ class Engine:
         )
         execution = Execution(
             self, plan_model, ctx_model, plan_digest=p_digest, run_id=rid, settings=settings, writer=writer,
-            batch=rejection.batch, deadline_ms=deadline,
+            batch=rejection.batch, deadline_ms=deadline, admitted_payloads=admitted_payloads,
         )
         execution._event_seq = rejection._event_seq
         return await execution.run()

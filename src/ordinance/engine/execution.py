@@ -80,6 +80,7 @@ class Execution(JournaledRun):
         writer: ChainWriter,
         batch: WriteBatch,
         deadline_ms: int,
+        admitted_payloads: dict[str, Any] | None = None,
     ) -> None:
         self.engine = engine
         self.store = engine.store
@@ -99,6 +100,8 @@ class Execution(JournaledRun):
             st = StepState(i, step, engine.registry.get(step.action), plan.step_timeout_ms(step))
             self.states.append(st)
             self.by_id[step.id] = st
+        #: Static payloads as admission parsed them (§5.0); each is used once, by its step's first attempt.
+        self._admitted_payloads = admitted_payloads if admitted_payloads is not None else {}
         self.outputs: dict[str, Any] = {}
         self.halting_error: ExecutionError | None = None
         self.running: dict[str, StepState] = {}  # in flight: an attempt running, or a retry waiting
@@ -381,8 +384,10 @@ class Execution(JournaledRun):
                 return self._end_early(st, ExecutionError.of(
                     ErrorCode.INVALID_PAYLOAD, f"binding failed: {exc}", occurred_at=started, step_id=st.id))
             st.resolved_payload = payload
+        parsed = self._admitted_payloads.pop(st.id, None)
         try:
-            parsed = spec.parse_payload(payload)
+            if parsed is None:  # a bound payload, or a later attempt: each attempt gets a fresh parse
+                parsed = spec.parse_payload(payload)
         except ValidationError:
             problems = payload_errors(spec, payload)
             return self._end_early(st, ExecutionError.of(
