@@ -197,3 +197,17 @@ def test_s5_0_first_attempt_takes_the_payload_admission_parsed_and_retries_parse
          "retry_policy": {"max_attempts": 3, "initial_delay_ms": 0}}), environment=ENV)
     assert r.status is PlanStatus.SUCCESS
     assert r.step_results[0].output == {"items": [0, 3]}  # attempt 3 saw none of attempts 1 and 2's changes
+
+
+def test_s5_3_an_inline_action_s_first_stretch_counts_against_its_timeout(store, workspace):
+    reg = default_registry.copy()
+
+    @reg.action("t.inline.slow_start", inline=True)
+    async def slow_start(payload, ctx):
+        time.sleep(0.15)  # 150 ms before the first suspension, of a 200 ms limit
+        await asyncio.sleep(0.15)
+        return {"done": True}
+
+    r = Engine(store, workspace=str(workspace), registry=reg).run(
+        make_plan({"action": "t.inline.slow_start", "timeout_ms": 200}), environment=ENV)
+    assert r.error is not None and r.error.error_code is ErrorCode.STEP_TIMEOUT  # 300 ms in all: stopped

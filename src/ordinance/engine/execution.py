@@ -456,11 +456,15 @@ class Execution(JournaledRun):
                 self._attempt_raised(st, attempt, pre, key, exc)
                 return
             resume = _Resumed(coro, first)
+            spent = time.monotonic() - t0  # the first stretch counts against the step's timeout
+        else:
+            spent = 0.0
         task = loop.create_task(self._attempt_body(st, attempt, parsed, ctx, pre, key, started, resume),
                                 context=context)
         task.add_done_callback(self._task_done)
         st.extra["task"] = task
-        st.extra["timer"] = loop.call_later(st.timeout_ms / 1000.0, self._attempt_timed_out, st, attempt)
+        st.extra["timer"] = loop.call_later(max(0.0, st.timeout_ms / 1000.0 - spent), self._attempt_timed_out, st,
+                                            attempt)
 
     async def _attempt_body(self, st: StepState, attempt: int, parsed: Any, ctx: ActionContext, pre: StateSnapshot,
                             key: str, started: int, resume: _Resumed | None = None) -> None:
