@@ -161,3 +161,27 @@ def test_s12_version():
 
     r = cli("--version")
     assert r.returncode == 0 and r.stdout.decode().strip() == f"ordinance {__version__}"
+
+
+@pytest.mark.parametrize("args", [
+    ("list",), ("show", sid(1)), ("wait", sid(1)), ("journal", "verify"), ("journal", "export", "--execution", sid(1)),
+    ("journal", "checkpoint"), ("journal", "public-key"), ("journal", "prove", "--execution", sid(1)), ("token", "list"),
+    ("token", "revoke", "tok_x"),
+], ids=" ".join)
+def test_s12_reading_commands_never_create_a_store(tmp_path, args):
+    """A command that only reads, run where nothing has run yet, says so (exit 2) and leaves no store behind."""
+    r = cli(*args, cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr.decode())
+    assert "no store there" in r.stderr.decode()
+    assert str(tmp_path / ".ordinance" / "ordinance.db") in r.stderr.decode()
+    assert not (tmp_path / ".ordinance").exists()
+    r = cli(*args, "--store", str(tmp_path / "elsewhere.db"), cwd=tmp_path)
+    assert r.returncode == 2 and not (tmp_path / "elsewhere.db").exists()
+
+
+def test_s12_run_creates_the_store_and_reading_commands_then_find_it(here):
+    plan = write_plan(here, make_plan({"action": "control.noop"}))
+    assert cli("run", plan, "--env", "TARGET=x", "--workspace", "ws", cwd=here).returncode == 0
+    assert (here / ".ordinance" / "ordinance.db").exists()
+    assert cli("list", cwd=here).returncode == 0
+    assert cli("journal", "verify", cwd=here).returncode == 0

@@ -261,3 +261,16 @@ def test_postgres_rejects_bad_schema_names():
 
     with pytest.raises(ValueError):
         PostgresStore("postgresql://127.0.0.1:5432/test", schema='x"; DROP SCHEMA public; --')
+
+
+def test_s5_8_create_false_refuses_a_missing_sqlite_file_and_opens_an_existing_one(tmp_path):
+    from ordinance.store import StoreError, open_store
+    from ordinance.store.sqlite import SQLiteStore
+
+    path = tmp_path / "sub" / "s.db"
+    with pytest.raises(StoreError, match="no store there"):
+        open_store(str(path), create=False)
+    assert not (tmp_path / "sub").exists()  # not even the directory
+    SQLiteStore(path).close()  # created by a command that writes
+    with open_store(f"sqlite://{path}", create=False) as st:
+        assert st.journal_size() == 0

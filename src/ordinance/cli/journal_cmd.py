@@ -227,7 +227,7 @@ def register(app: typer.Typer) -> None:
         if allow_incomplete:
             usage_error("--allow-incomplete applies to --bundle only")
         since_note = _read_note(since, "--since checkpoint") if since is not None else None
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         verifier, key_file = _store_verifier(st, public_key)
         from ..ledger.service import verify_store
 
@@ -251,7 +251,7 @@ def register(app: typer.Typer) -> None:
 
         Exit 1 (nothing signed) if the journal no longer extends the previous checkpoint.
         """
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         info = _signer(st)
         from ..ledger.service import checkpoint
 
@@ -274,7 +274,7 @@ def register(app: typer.Typer) -> None:
 
         The signing key is made on first use: mode 0600, beside the SQLite store, or in $ORDINANCE_KEY_DIR (which wins) or ~/.config/ordinance/ for PostgreSQL.
         """
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         info = _signer(st)
         st.close()
         if json_out:
@@ -295,7 +295,7 @@ def register(app: typer.Typer) -> None:
         """
         if not execution:
             usage_error("journal prove needs --execution ID")
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         info = _signer(st)
         from ..ledger.service import prove
 
@@ -334,7 +334,7 @@ def register(app: typer.Typer) -> None:
             usage_error("journal export needs --execution ID")
         if bundle is None and json_out:
             usage_error("--json applies to --bundle (the records are JSON Lines already)")
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         if bundle is None:
             from ..ledger.service import export_records
 

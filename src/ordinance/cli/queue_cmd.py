@@ -211,7 +211,7 @@ def register(app: typer.Typer) -> None:
         Exit codes as `ordinance run`: 0 success, 3 partial, 1 failure; 124 if --timeout-s passes first;
         2 if no execution has that id (or usage). With --json the PlanResult alone is printed on stdout.
         """
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         try:
             row = st.get_execution(execution_id)
             if row is None:

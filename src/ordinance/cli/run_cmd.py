@@ -214,7 +214,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Show an execution: its PlanResult, or its state while it runs. Exit 1 if unknown."""
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         row = st.get_execution(execution_id)
         if row is None:
             err_console.print(f"[red]error:[/] no execution {execution_id} in {st.url}")
@@ -241,7 +241,7 @@ def register(app: typer.Typer) -> None:
         """List executions, newest first."""
         if status is not None and status not in ("queued", "running", "success", "partial", "failure"):
             usage_error(f"--status must be queued, running, success, partial or failure, got {status!r}")
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         rows = st.list_executions(limit=limit, status=status)
         if json_out:
             write_json([{"execution_id": r.execution_id, "status": r.status, "plan_id": r.plan_id,

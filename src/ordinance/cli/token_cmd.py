@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         store: StoreOpt = None,
     ) -> None:
         """Revoke a token; runs that present it are denied from now on. Exit 1 if no such token."""
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         if not st.revoke_token(token_id):
             err_console.print(f"[red]error:[/] no token {token_id}")
             raise typer.Exit(1)
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
     @tokens.command("list")
     def list_(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
         """List tokens (never their secrets)."""
-        st = open_store_or_exit(store)
+        st = open_store_or_exit(store, create=False)
         rows = st.list_tokens()
         if json_out:
             write_json([_row_doc(r) for r in rows])

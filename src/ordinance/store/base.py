@@ -281,10 +281,12 @@ class Store(abc.ABC):
         """Every stored checkpoint, smallest tree first (ties: oldest first)."""
 
 
-def open_store(url: str | None = None, **options: Any) -> Store:
+def open_store(url: str | None = None, *, create: bool = True, **options: Any) -> Store:
     """Open a store by URL: ``sqlite:///path``, a plain file path, or ``postgresql://…``.
 
     Without a URL: ``$ORDINANCE_STORE``, else ``.ordinance/ordinance.db`` under the current directory.
+    ``create=False`` refuses a SQLite file that does not exist yet (StoreError) rather than creating an empty store:
+    for commands that only read. (A PostgreSQL database exists or the connection fails either way.)
     """
     import os
 
@@ -295,4 +297,4 @@ def open_store(url: str | None = None, **options: Any) -> Store:
         return PostgresStore(url, **options)
     from .sqlite import SQLiteStore
 
-    return SQLiteStore(url, **options)
+    return SQLiteStore(url, create=create, **options)

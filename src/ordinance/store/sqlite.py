@@ -87,13 +87,17 @@ class SQLiteStore(SQLStore):
 
     def __init__(
         self, path_or_url: str | os.PathLike[str], *, durability: str = "full", busy_timeout_ms: int = 30_000,
+        create: bool = True,
     ) -> None:
+        """``create=False``: refuse a file that does not exist yet instead of creating it (commands that only read)."""
         if durability not in _SYNCHRONOUS:
             raise ValueError(f"durability must be one of {', '.join(_SYNCHRONOUS)}, not {durability!r}")
         path = parse_sqlite_url(path_or_url)
         self._memory = path == ":memory:"
         if not self._memory:
             path = os.path.abspath(path)
+            if not create and not os.path.exists(path):
+                raise StoreError(f"store open failed: {path}: no store there (nothing has run with it yet)")
         self.path = path
         self.url = path if self._memory else "sqlite://" + path
         self.durability = durability
