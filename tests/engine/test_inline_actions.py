@@ -211,3 +211,20 @@ def test_s5_3_an_inline_action_s_first_stretch_counts_against_its_timeout(store,
     r = Engine(store, workspace=str(workspace), registry=reg).run(
         make_plan({"action": "t.inline.slow_start", "timeout_ms": 200}), environment=ENV)
     assert r.error is not None and r.error.error_code is ErrorCode.STEP_TIMEOUT  # 300 ms in all: stopped
+
+
+def test_s5_3_a_task_run_action_that_blocks_the_loop_past_its_limit_has_its_result_discarded(store, workspace):
+    """The same rule without inline: the timer could not run while the action blocked, the result is still late."""
+    reg = default_registry.copy()
+
+    @reg.action("t.task.blocks")
+    async def blocks(payload, ctx):
+        await asyncio.sleep(0)
+        time.sleep(0.15)
+        return {"late": True}
+
+    assert reg.get("t.task.blocks").inline is False
+    r = Engine(store, workspace=str(workspace), registry=reg).run(
+        make_plan({"action": "t.task.blocks", "timeout_ms": 50}), environment=ENV)
+    assert r.error is not None and r.error.error_code is ErrorCode.STEP_TIMEOUT
+    assert r.step_results[0].output is None

@@ -431,16 +431,17 @@ class Execution(JournaledRun):
         assert spec is not None
         resume: _Resumed | None = None
         context = None
+        t0 = time.monotonic()
+        limit_at = t0 + st.timeout_ms / 1000.0  # §5.3: a result that arrives at or past this is discarded
         if spec.inline:
             # An inline action (ActionSpec.inline: it finishes without suspending) runs right here: no task, no
             # timer, no extra event-loop turn. Should it suspend after all, it goes on in a task from there.
             context = contextvars.copy_context()
             coro = spec.func(parsed, ctx)
-            t0 = time.monotonic()
             try:
                 first = context.run(coro.send, None)
             except StopIteration as stop:
-                if (time.monotonic() - t0) * 1000.0 >= st.timeout_ms:  # §5.3: a result past the limit is discarded
+                if time.monotonic() >= limit_at:
                     self._finish(st, attempt, pre, key, error=self._timeout_error(st, attempt), timed_out=True)
                     return
                 try:
@@ -456,18 +457,16 @@ class Execution(JournaledRun):
                 self._attempt_raised(st, attempt, pre, key, exc)
                 return
             resume = _Resumed(coro, first)
-            spent = time.monotonic() - t0  # the first stretch counts against the step's timeout
-        else:
-            spent = 0.0
-        task = loop.create_task(self._attempt_body(st, attempt, parsed, ctx, pre, key, started, resume),
+        task = loop.create_task(self._attempt_body(st, attempt, parsed, ctx, pre, key, limit_at, resume),
                                 context=context)
         task.add_done_callback(self._task_done)
         st.extra["task"] = task
-        st.extra["timer"] = loop.call_later(max(0.0, st.timeout_ms / 1000.0 - spent), self._attempt_timed_out, st,
-                                            attempt)
+        # an inline action's first stretch has already used part of the limit
+        st.extra["timer"] = loop.call_at(loop.time() + max(0.0, limit_at - time.monotonic()), self._attempt_timed_out,
+                                         st, attempt)
 
     async def _attempt_body(self, st: StepState, attempt: int, parsed: Any, ctx: ActionContext, pre: StateSnapshot,
-                            key: str, started: int, resume: _Resumed | None = None) -> None:
+                            key: str, limit_at: float, resume: _Resumed | None = None) -> None:
         spec = st.spec
         assert spec is not None
         try:
@@ -486,6 +485,9 @@ class Execution(JournaledRun):
             raise
         except Exception as exc:  # noqa: BLE001 - an action's exception is a step failure
             self._attempt_raised(st, attempt, pre, key, exc)
+            return
+        if time.monotonic() >= limit_at:  # it never let the timer run (blocked the loop): the result came too late
+            self._finish(st, attempt, pre, key, error=self._timeout_error(st, attempt), timed_out=True)
             return
         self._finish(st, attempt, pre, key, output=output, output_digest=output_digest)
 
