@@ -433,7 +433,7 @@ class Execution(JournaledRun):
         context = None
         t0 = time.monotonic()
         limit_at = t0 + st.timeout_ms / 1000.0  # §5.3: a result that arrives at or past this is discarded
-        if spec.inline:
+        if spec.inline and spec.is_async:
             # An inline action (ActionSpec.inline: it finishes without suspending) runs right here: no task, no
             # timer, no extra event-loop turn. Should it suspend after all, it goes on in a task from there.
             context = contextvars.copy_context()
