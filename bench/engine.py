@@ -44,8 +44,6 @@ def sid(i: int) -> str:
     return f"00000000-0000-4000-8000-{i:012d}"
 
 
-sid_of = sid
-
 
 def plan(steps: list[dict], plan_no: int, **fields) -> dict:
     for i, s in enumerate(steps, 1):
@@ -144,9 +142,9 @@ def contract_floor(durability: str, commit_every: int, n: int = N, repeats: int 
     async def noop() -> dict:
         return {}
 
-    def record(seq: int, kind: str, sid: str, prev: str, data: dict) -> tuple[tuple, str]:
+    def record(seq: int, kind: str, step_id: str, prev: str, data: dict) -> tuple[tuple, str]:
         body = orjson.dumps({"seq": seq, "execution_id": eid, "kind": kind, "at": time.time_ns() // 1_000_000,
-                             "step_id": sid, "attempt": 1, "prev_entry_hash": prev, "data": data}, option=opts)
+                             "step_id": step_id, "attempt": 1, "prev_entry_hash": prev, "data": data}, option=opts)
         entry = "sha256:" + hashlib.sha256(body).hexdigest()
         return (seq, eid, seq, kind, body, entry, hashlib.sha256(b"\x00" + body).digest()), entry
 
@@ -154,12 +152,12 @@ def contract_floor(durability: str, commit_every: int, n: int = N, repeats: int 
         loop = asyncio.get_running_loop()
         prev, seq, rows, receipts = "sha256:" + "0" * 64, 0, [], []
         for i in range(n):
-            sid = sid_of(i + 1)
+            step_id = sid(i + 1)
             key = "sha256:" + hashlib.sha256(orjson.dumps(
-                {"plan_id": "p", "step_id": sid, "action": "control.noop", "payload": {}}, option=opts)).hexdigest()
+                {"plan_id": "p", "step_id": step_id, "action": "control.noop", "payload": {}}, option=opts)).hexdigest()
             step = {"operation_type": "control.noop", "pre_state_hash": key, "error_message": None,
                     "compensation_status": "not_required", "started_at": 1}
-            row, prev = record(seq, "step.attempt_started", sid, prev, {
+            row, prev = record(seq, "step.attempt_started", step_id, prev, {
                 **step, "status": "running", "completed_at": None, "post_state_hash": None, "idempotency_key": key})
             rows.append(row)
             seq += 1
@@ -173,17 +171,17 @@ def contract_floor(durability: str, commit_every: int, n: int = N, repeats: int 
             timer = loop.call_later(30.0, task.cancel)
             out = await task
             timer.cancel()
-            op = "op_" + hashlib.sha256(f"{eid}/{sid}/1".encode()).hexdigest()[:32]
-            row, prev = record(seq, "step.attempt_succeeded", sid, prev, {
+            op = "op_" + hashlib.sha256(f"{eid}/{step_id}/1".encode()).hexdigest()[:32]
+            row, prev = record(seq, "step.attempt_succeeded", step_id, prev, {
                 **step, "status": "succeeded", "completed_at": 2, "post_state_hash": key, "operation_id": op,
                 "output_digest": "sha256:" + hashlib.sha256(orjson.dumps(out, option=opts)).hexdigest()})
             rows.append(row)
             seq += 1
-            receipt = {"operation_id": op, "execution_id": eid, "step_id": sid, "attempt": 1, "timestamp": 2,
+            receipt = {"operation_id": op, "execution_id": eid, "step_id": step_id, "attempt": 1, "timestamp": 2,
                        "action": "control.noop", "idempotency_key": key, "pre_state_hash": key,
                        "post_state_hash": key, "compensation_type": "none", "compensation_command": None,
                        "compensation_verified": False, "status": "succeeded", "output": out, "payload": {}}
-            receipts.append((op, eid, sid, 1, key, "succeeded", orjson.dumps(receipt, option=opts).decode()))
+            receipts.append((op, eid, step_id, 1, key, "succeeded", orjson.dumps(receipt, option=opts).decode()))
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(sql.insert_journal, rows)
         conn.executemany(sql.upsert_receipt, receipts)

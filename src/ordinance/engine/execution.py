@@ -16,9 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from pydantic import ValidationError
-
-from ..actions.registry import ActionContext, ActionFailure, ActionSpec, PolicyRefusal, StateSnapshot, payload_errors
+from ..actions.registry import ActionContext, ActionFailure, ActionSpec, PolicyRefusal, StateSnapshot, check_payload
 from ..contract.canonical import canonical_bytes, digest, digest_bytes
 from ..contract.errors import ErrorCode, ErrorSeverity
 from ..contract.models import (
@@ -384,12 +382,10 @@ class Execution(JournaledRun):
                 return self._end_early(st, ExecutionError.of(
                     ErrorCode.INVALID_PAYLOAD, f"binding failed: {exc}", occurred_at=started, step_id=st.id))
             st.resolved_payload = payload
-        parsed = self._admitted_payloads.pop(st.id, None)
-        try:
-            if parsed is None:  # a bound payload, or a later attempt: each attempt gets a fresh parse
-                parsed = spec.parse_payload(payload)
-        except ValidationError:
-            problems = payload_errors(spec, payload)
+        parsed, problems = self._admitted_payloads.pop(st.id, None), []
+        if parsed is None:  # a bound payload, or a later attempt: each attempt gets a fresh parse
+            parsed, problems = check_payload(spec, payload)
+        if problems:
             return self._end_early(st, ExecutionError.of(
                 ErrorCode.INVALID_PAYLOAD, f"payload does not fit {spec.name}: " + "; ".join(problems),
                 occurred_at=started, step_id=st.id, details={"problems": problems}))
@@ -415,7 +411,7 @@ class Execution(JournaledRun):
             step_id=st.id, attempt=attempt,
         )
         self.emit("step_started", {"attempt": attempt, "action": spec.name}, step_id=st.id)
-        return (st, attempt, parsed, ctx, pre, key, started)
+        return (st, attempt, parsed, ctx, pre, key)
 
     def _end_early(self, st: StepState, error: ExecutionError) -> None:
         """An attempt that never reached its action: not retried (INVALID_PAYLOAD is not recoverable)."""
@@ -424,8 +420,7 @@ class Execution(JournaledRun):
         self._notify(st)
         return None
 
-    def _launch(self, st: StepState, attempt: int, parsed: Any, ctx: ActionContext, pre: StateSnapshot, key: str,
-                started: int) -> None:
+    def _launch(self, st: StepState, attempt: int, parsed: Any, ctx: ActionContext, pre: StateSnapshot, key: str) -> None:
         loop = asyncio.get_running_loop()
         spec = st.spec
         assert spec is not None
@@ -441,15 +436,7 @@ class Execution(JournaledRun):
             try:
                 first = context.run(coro.send, None)
             except StopIteration as stop:
-                if time.monotonic() >= limit_at:
-                    self._finish(st, attempt, pre, key, error=self._timeout_error(st, attempt), timed_out=True)
-                    return
-                try:
-                    output_digest = digest_bytes(canonical_bytes(stop.value))  # must be JSON
-                except Exception as exc:  # noqa: BLE001 - not JSON: the step fails
-                    self._attempt_raised(st, attempt, pre, key, exc)
-                    return
-                self._finish(st, attempt, pre, key, output=stop.value, output_digest=output_digest)
+                self._attempt_returned(st, attempt, pre, key, stop.value, limit_at)
                 return
             except (KeyboardInterrupt, SystemExit):
                 raise
@@ -478,7 +465,6 @@ class Execution(JournaledRun):
                 pool = await self.engine._get_pool()
                 # the engine's timer stops the attempt; the pool's own limit is only a backstop
                 output = await pool.run(spec.func, parsed, ctx.for_worker(), st.timeout_ms / 1000.0 + 5.0)
-            output_digest = digest_bytes(canonical_bytes(output))  # must be JSON (no NaN, no objects)
         except asyncio.CancelledError:
             if st.extra.get("open_attempt") == attempt:  # stopped with the plan (not by our own timer)
                 self._close_attempt(st, attempt, pre, key, "cancelled", None, None, None)
@@ -486,8 +472,18 @@ class Execution(JournaledRun):
         except Exception as exc:  # noqa: BLE001 - an action's exception is a step failure
             self._attempt_raised(st, attempt, pre, key, exc)
             return
-        if time.monotonic() >= limit_at:  # it never let the timer run (blocked the loop): the result came too late
+        self._attempt_returned(st, attempt, pre, key, output, limit_at)
+
+    def _attempt_returned(self, st: StepState, attempt: int, pre: StateSnapshot, key: str, output: Any,
+                          limit_at: float) -> None:
+        """An attempt whose action returned: too late (§5.3), not JSON (STEP_FAILED), or succeeded."""
+        if time.monotonic() >= limit_at:  # the timer never got to run (an inline action, a blocked loop): too late
             self._finish(st, attempt, pre, key, error=self._timeout_error(st, attempt), timed_out=True)
+            return
+        try:
+            output_digest = digest_bytes(canonical_bytes(output))  # must be JSON (no NaN, no objects)
+        except Exception as exc:  # noqa: BLE001 - not JSON: the step fails
+            self._attempt_raised(st, attempt, pre, key, exc)
             return
         self._finish(st, attempt, pre, key, output=output, output_digest=output_digest)
 
